@@ -1,0 +1,311 @@
+"""The pktscan command line: parse options, call one function, print.
+
+Errors of pktscan's own hierarchy are shown as one `error:` line and, for
+local errors, a `hint:` line, with exit code 2; no traceback reaches the
+user for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from pktscan import __version__
+from pktscan.capture.cli import app as capture_app
+from pktscan.errors import InputError, LocalError, PktscanError
+from pktscan.lab.cli import app as lab_app
+from pktscan.net.cli import probe as probe_command
+from pktscan.render import print_scan_table, scan_progress
+from pktscan.scan import ScanOptions, ScanSummary, run_scan
+from pktscan.store.cli import app as inventory_app
+from pktscan.tls.cli import hello as hello_command
+
+EXIT_INTERRUPTED = 130
+
+app = typer.Typer(
+    name="pktscan",
+    help="Packet-level TLS certificate discovery.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(lab_app, name="lab", help="The built-in lab network of real servers.")
+app.add_typer(capture_app, name="capture", help="Verify, replay and draw captures.")
+app.add_typer(inventory_app, name="inventory", help="The certificate inventory.")
+app.command("probe")(probe_command)
+app.command("hello")(hello_command)
+
+err_console = Console(stderr=True)
+
+
+def _parse_shard(text: str) -> tuple[int, int]:
+    index, sep, count = text.partition("/")
+    if sep and index.isdigit() and count.isdigit():
+        shard = (int(index), int(count))
+        if 0 <= shard[0] < shard[1]:
+            return shard
+    raise InputError(
+        f"invalid shard {text!r}",
+        hint="give --shard I/N with 0 <= I < N, e.g. --shard 0/4",
+    )
+
+
+@app.command()
+def scan(
+    targets: Annotated[
+        list[str],
+        typer.Argument(
+            help="Addresses, CIDRs, ranges (198.18.0.1-198.18.0.40), DNS names,"
+            " or @FILE with one of those a line."
+        ),
+    ],
+    ports: Annotated[
+        str, typer.Option("--ports", "-p", help="Ports: list and ranges, e.g. 443,8443.")
+    ] = "443",
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write JSON lines here ('-' for stdout)."),
+    ] = None,
+    db: Annotated[
+        Path | None,
+        typer.Option(help="SQLite inventory to write (default: the user's data dir)."),
+    ] = None,
+    no_db: Annotated[
+        bool, typer.Option("--no-db", help="Do not write the inventory.")
+    ] = False,
+    pcap: Annotated[
+        Path | None, typer.Option(help="Record the scan's packets to this pcap file.")
+    ] = None,
+    rate: Annotated[
+        int, typer.Option(help="SYN probes per second; 0 for as fast as possible.")
+    ] = 1000,
+    retries: Annotated[int, typer.Option(help="SYN retransmissions per port.")] = 1,
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for late SYN answers.")
+    ] = 1.0,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds per TLS attempt (connect and read).")
+    ] = 5.0,
+    concurrency: Annotated[
+        int, typer.Option(help="Maximum ports grabbed at once.")
+    ] = 128,
+    resolver: Annotated[
+        list[str] | None,
+        typer.Option(help="DNS server address (repeatable); default resolv.conf."),
+    ] = None,
+    no_dns: Annotated[
+        bool, typer.Option("--no-dns", help="No DNS at all: no names, no PTR.")
+    ] = False,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of the target permutation.")
+    ] = None,
+    shard: Annotated[
+        str, typer.Option(help="This machine's share I/N of the target space.")
+    ] = "0/1",
+    exclude: Annotated[
+        list[str] | None, typer.Option(help="CIDR to leave out (repeatable).")
+    ] = None,
+    exclude_file: Annotated[
+        Path | None, typer.Option(help="File of CIDRs to leave out.")
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress and no table.")
+    ] = False,
+) -> None:
+    """Probe ports, fetch every TLS certificate, and record what was found."""
+    from pktscan.store.jsonl import JsonLinesWriter
+    from pktscan.store.sqlite import Inventory, default_inventory_path
+
+    options = ScanOptions(
+        targets=targets,
+        ports=ports,
+        rate=rate,
+        retries=retries,
+        wait=wait,
+        timeout=timeout,
+        concurrency=concurrency,
+        resolvers=resolver or None,
+        dns=not no_dns,
+        seed=seed,
+        shard=_parse_shard(shard),
+        exclude=exclude or (),
+        exclude_file=exclude_file,
+    )
+    _validate_numbers(options)
+
+    sinks: list[JsonLinesWriter | _InventorySink] = []
+    if out is not None:
+        sinks.append(JsonLinesWriter(out))
+    inventory = None
+    scan_id = 0
+    if not no_db:
+        inventory = Inventory.open(db or default_inventory_path())
+        scan_id = inventory.begin_scan(
+            {"argv": sys.argv[1:], "targets": list(targets), "ports": ports},
+            shard=shard if shard != "0/1" else None,
+        )
+        sinks.append(_InventorySink(inventory, scan_id))
+
+    results = []
+    show = not quiet and out != Path("-")
+    summary = _run_with_capture(options, sinks, results.append, pcap, show)
+
+    for sink in sinks:
+        close = getattr(sink, "close", None)
+        if close is not None:
+            close()
+    if inventory is not None:
+        inventory.finish_scan(scan_id, dict(summary.states))
+        inventory.close()
+
+    if show:
+        print_scan_table(Console(), results)
+    _print_statistics(summary)
+    if summary.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+class _InventorySink:
+    def __init__(self, inventory: object, scan_id: int) -> None:
+        self.inventory = inventory
+        self.scan_id = scan_id
+
+    def write(self, result: object) -> None:
+        self.inventory.add_result(self.scan_id, result)  # type: ignore[attr-defined]
+
+
+def _validate_numbers(options: ScanOptions) -> None:
+    checks = [
+        ("--rate", options.rate, options.rate >= 0, "0 or more"),
+        ("--retries", options.retries, options.retries >= 0, "0 or more"),
+        ("--wait", options.wait, options.wait >= 0, "0 or more seconds"),
+        ("--timeout", options.timeout, options.timeout > 0, "more than 0 seconds"),
+        ("--concurrency", options.concurrency, options.concurrency > 0, "1 or more"),
+    ]
+    for flag, value, valid, expected in checks:
+        if not valid:
+            raise InputError(f"invalid {flag} {value}", hint=f"give {flag} {expected}")
+
+
+def _run_with_capture(
+    options: ScanOptions,
+    sinks: list[object],
+    collect: object,
+    pcap: Path | None,
+    show_progress: bool,
+) -> ScanSummary:
+    recorder = None
+    if pcap is not None:
+        from pktscan.capture.recorder import PcapRecorder
+
+        recorder = PcapRecorder(pcap, bpf=_capture_filter(options.ports))
+        recorder.start()
+    try:
+        return _run_async(options, sinks, collect, show_progress)
+    finally:
+        if recorder is not None:
+            # Late RSTs from both sides arrive within a few milliseconds.
+            time.sleep(0.3)
+            stats = recorder.stop()
+            err_console.print(
+                f"capture: {stats.packets} packets written to {pcap},"
+                f" {stats.kernel_drops} dropped by the kernel"
+            )
+
+
+def _capture_filter(ports: str) -> str:
+    from pktscan.targets import parse_ports
+
+    port_list = parse_ports(ports)
+    if len(port_list) <= 64:
+        tcp = " or ".join(f"port {port}" for port in port_list)
+        return f"(tcp and ({tcp})) or (udp and port 53)"
+    return "tcp or (udp and port 53)"
+
+
+def _run_async(
+    options: ScanOptions,
+    sinks: list[object],
+    collect: object,
+    show_progress: bool,
+) -> ScanSummary:
+    stop = threading.Event()
+
+    async def main() -> ScanSummary:
+        loop = asyncio.get_running_loop()
+        interrupts = 0
+
+        def on_interrupt() -> None:
+            nonlocal interrupts
+            interrupts += 1
+            stop.set()
+            if interrupts == 1:
+                err_console.print(
+                    "interrupted: sending stopped; finishing the ports in progress"
+                    " (Ctrl-C again to abandon them)"
+                )
+            else:
+                for task in asyncio.all_tasks(loop):
+                    if task is not asyncio.current_task(loop):
+                        task.cancel()
+
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+        with scan_progress(err_console, enabled=show_progress) as progress:
+
+            def on_result(result: object) -> None:
+                collect(result)  # type: ignore[operator]
+                progress(result)
+
+            return await run_scan(options, sinks, on_result, stop)  # type: ignore[arg-type]
+
+    return asyncio.run(main())
+
+
+def _print_statistics(summary: ScanSummary) -> None:
+    states = ", ".join(f"{count} {state}" for state, count in sorted(summary.states.items()))
+    line = (
+        f"scan: {states or 'no ports'}; {summary.certificates} with a certificate;"
+        f" {summary.ended - summary.started:.1f} s"
+    )
+    stats = summary.probe_stats
+    if stats is not None:
+        line += f"; {stats.sent} SYN sent, {stats.kernel_drops} kernel drops"
+    err_console.print(line)
+    for name in summary.unresolved:
+        err_console.print(f"not resolved: {name}")
+
+
+@app.callback(invoke_without_command=True)
+def _main_options(
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log output.")
+    ] = 0,
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
+    if version:
+        typer.echo(f"pktscan {__version__}")
+        raise typer.Exit()
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def main() -> None:
+    """Run the CLI, turning pktscan's errors into messages and exit code 2."""
+    try:
+        app()
+    except PktscanError as exc:
+        err_console.print(f"error: {exc.message}", markup=False, highlight=False)
+        if isinstance(exc, LocalError) and exc.hint:
+            err_console.print(f"hint: {exc.hint}", markup=False, highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)

@@ -1,0 +1,99 @@
+"""Terminal rendering of scan results: the progress line and the table."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from pktscan.results import PortResult
+
+
+@contextmanager
+def scan_progress(
+    console: Console, enabled: bool = True
+) -> Iterator[Callable[[PortResult], None]]:
+    """Show a live count of results on a terminal; yield the update callback."""
+    counts = {"ports": 0, "open": 0, "certificates": 0}
+
+    def describe() -> str:
+        return (
+            f"{counts['ports']} ports done, {counts['open']} open,"
+            f" {counts['certificates']} certificates"
+        )
+
+    if not enabled or not console.is_terminal:
+
+        def count_only(result: PortResult) -> None:
+            _count(counts, result)
+
+        yield count_only
+        return
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(describe())
+
+        def update(result: PortResult) -> None:
+            _count(counts, result)
+            progress.update(task, description=describe())
+
+        yield update
+
+
+def _count(counts: dict[str, int], result: PortResult) -> None:
+    counts["ports"] += 1
+    if result.state == "open":
+        counts["open"] += 1
+    if result.tls is not None and result.tls.chain:
+        counts["certificates"] += 1
+
+
+def describe_tls(result: PortResult) -> tuple[str, str, str, str]:
+    """Return the set, version, subject and fingerprint columns of a result."""
+    tls = result.tls
+    if tls is None:
+        return "", "", "", ""
+    if tls.chain:
+        leaf = tls.chain[0]
+        subject = leaf.subject or f"(undecodable: {leaf.error})"
+        return str(tls.set_number), tls.version or "", subject, leaf.sha256
+    outcomes = ", ".join(
+        f"{a.set_number}:{a.outcome}" + (f"({a.alert})" if a.alert else "")
+        for a in tls.attempts
+    )
+    return "", "", f"no certificate: {outcomes}", ""
+
+
+def print_scan_table(console: Console, results: Sequence[PortResult]) -> None:
+    """Print one row per port: state, name, attempt, version, subject, SHA-256."""
+    table = Table(title="pktscan results", show_lines=False)
+    for column in ("target", "state", "name", "set", "version", "subject / server"):
+        table.add_column(column)
+    table.add_column("leaf SHA-256", overflow="fold")
+
+    ordered = sorted(results, key=lambda r: (_address_key(r.ip), r.port))
+    for result in ordered:
+        set_number, version, subject, sha256 = describe_tls(result)
+        if result.http is not None:
+            subject = f"HTTP: {result.http.server or result.http.error or ''}"
+        table.add_row(
+            f"{result.ip}:{result.port}",
+            result.state,
+            result.name or result.ptr or "",
+            set_number,
+            version,
+            subject,
+            sha256,
+        )
+    console.print(table)
+
+
+def _address_key(ip: str) -> tuple[int, int]:
+    address = ipaddress.ip_address(ip)
+    return address.version, int(address)

@@ -1,0 +1,230 @@
+"""The discovery scan pipeline: resolve, probe, grab, write.
+
+The order on the wire follows the documented discovery sequence: A lookups
+for the names given, the SYN probe of every address and port, a PTR lookup
+for each address that answered, then for each open port the attempt ladder
+(or one HTTP request on port 80). The prober runs in a thread and hands its
+answers over as they arrive, so certificates are fetched while probing goes
+on. Every result is written the moment it is complete, so an interrupted
+scan keeps everything finished before the interruption.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import dns.asyncresolver
+
+from pktscan.grab.http import grab_http
+from pktscan.grab.kernel import grab_tls
+from pktscan.net.prober import ProbeResult, ProbeStats, probe
+from pktscan.resolve import lookup_names, lookup_ptr, make_resolver
+from pktscan.results import PortResult
+from pktscan.targets import (
+    AddressRange,
+    TargetSpace,
+    parse_exclusions,
+    parse_ports,
+    parse_targets,
+)
+
+logger = logging.getLogger(__name__)
+
+HTTP_PORTS = frozenset({80})
+
+
+class ResultSink(Protocol):
+    """Where finished results go: a JSON lines file, the inventory."""
+
+    def write(self, result: PortResult) -> None: ...
+
+
+@dataclass(slots=True)
+class ScanOptions:
+    """What to scan and how; the CLI's options, validated by `run_scan`."""
+
+    targets: Sequence[str]
+    ports: str
+    rate: int = 1000
+    retries: int = 1
+    wait: float = 1.0
+    timeout: float = 5.0
+    concurrency: int = 128
+    resolvers: Sequence[str] | None = None
+    dns: bool = True
+    seed: int | None = None
+    shard: tuple[int, int] = (0, 1)
+    exclude: Sequence[str] = ()
+    exclude_file: Path | None = None
+
+
+@dataclass(slots=True)
+class ScanSummary:
+    """Counts and timing of a finished (or interrupted) scan."""
+
+    started: float
+    ended: float = 0.0
+    states: dict[str, int] = field(default_factory=dict)
+    certificates: int = 0
+    unresolved: list[str] = field(default_factory=list)
+    probe_stats: ProbeStats | None = None
+    interrupted: bool = False
+
+    def count(self, result: PortResult) -> None:
+        self.states[result.state] = self.states.get(result.state, 0) + 1
+        if result.tls is not None and result.tls.chain:
+            self.certificates += 1
+
+
+ProgressCallback = Callable[[PortResult], None]
+
+
+class _Scan:
+    """The running state of one scan, shared by its tasks."""
+
+    def __init__(
+        self,
+        options: ScanOptions,
+        sinks: Sequence[ResultSink],
+        on_result: ProgressCallback | None,
+    ) -> None:
+        self.options = options
+        self.sinks = sinks
+        self.on_result = on_result
+        self.names: dict[str, str] = {}
+        self.ptr_lookups: dict[str, asyncio.Task[str | None]] = {}
+        self.resolver: dns.asyncresolver.Resolver | None = None
+        self.stop = threading.Event()
+        self.summary = ScanSummary(started=time.time())
+        self.limit = asyncio.Semaphore(max(1, options.concurrency))
+
+    def emit(self, result: PortResult) -> None:
+        result.time = time.time()
+        for sink in self.sinks:
+            sink.write(result)
+        self.summary.count(result)
+        if self.on_result is not None:
+            self.on_result(result)
+
+    async def ptr(self, ip: str) -> str | None:
+        if self.resolver is None:
+            return None
+        task = self.ptr_lookups.get(ip)
+        if task is None:
+            task = asyncio.ensure_future(lookup_ptr(self.resolver, ip))
+            self.ptr_lookups[ip] = task
+        return await task
+
+    async def handle(self, answer: ProbeResult) -> None:
+        result = PortResult(
+            ip=answer.ip,
+            port=answer.port,
+            state=answer.state,
+            name=self.names.get(answer.ip),
+        )
+        if answer.state in ("open", "closed"):
+            result.ptr = await self.ptr(answer.ip)
+        if answer.state == "open":
+            async with self.limit:
+                await self.grab(result)
+        self.emit(result)
+
+    async def grab(self, result: PortResult) -> None:
+        host = result.name
+        if result.port in HTTP_PORTS:
+            result.http = await grab_http(
+                result.ip, result.port, host, self.options.timeout
+            )
+            return
+        result.tls = await grab_tls(
+            result.ip, result.port, sni=host, timeout=self.options.timeout
+        )
+
+
+async def _resolve_targets(scan: _Scan, names: Sequence[str]) -> list[AddressRange]:
+    """Resolve the names given as targets; record those that do not resolve."""
+    if not names:
+        return []
+    assert scan.resolver is not None
+    ranges = []
+    for lookup in await lookup_names(scan.resolver, names):
+        if not lookup.addresses:
+            logger.warning("%s: not resolved: %s", lookup.name, lookup.error)
+            scan.summary.unresolved.append(f"{lookup.name} ({lookup.error})")
+            continue
+        for address in lookup.addresses:
+            scan.names.setdefault(address, lookup.name)
+            ranges.append(AddressRange.from_network(address))
+    return ranges
+
+
+async def run_scan(
+    options: ScanOptions,
+    sinks: Sequence[ResultSink],
+    on_result: ProgressCallback | None = None,
+    stop: threading.Event | None = None,
+) -> ScanSummary:
+    """Scan the targets and write every port's result to the sinks.
+
+    Raises:
+        InputError: a target, port list or exclusion is invalid, or names
+            were given with DNS turned off.
+    """
+    spec = parse_targets(options.targets)
+    ports = parse_ports(options.ports)
+    exclude = parse_exclusions(options.exclude, options.exclude_file)
+    scan = _Scan(options, sinks, on_result)
+    if stop is not None:
+        scan.stop = stop
+    if options.dns:
+        scan.resolver = make_resolver(options.resolvers, timeout=options.timeout)
+    elif spec.names:
+        from pktscan.errors import InputError
+
+        raise InputError(
+            f"DNS names given with --no-dns: {', '.join(spec.names[:3])}",
+            hint="drop --no-dns or give addresses instead of names",
+        )
+
+    networks = list(spec.networks) + await _resolve_targets(scan, spec.names)
+    space = TargetSpace(
+        networks, ports, exclude=exclude, seed=options.seed, shard=options.shard
+    )
+    loop = asyncio.get_running_loop()
+    answers: asyncio.Queue[ProbeResult | None] = asyncio.Queue()
+
+    def deliver(answer: ProbeResult) -> None:
+        loop.call_soon_threadsafe(answers.put_nowait, answer)
+
+    run_probe = functools.partial(
+        probe,
+        space,
+        rate=options.rate,
+        retries=options.retries,
+        wait=options.wait,
+        on_result=deliver,
+        stop=scan.stop,
+    )
+    probing = loop.run_in_executor(None, run_probe)
+    probing.add_done_callback(lambda _: answers.put_nowait(None))
+
+    tasks: set[asyncio.Task[None]] = set()
+    while (answer := await answers.get()) is not None:
+        task = asyncio.ensure_future(scan.handle(answer))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    scan.summary.probe_stats = await probing
+    if tasks:
+        await asyncio.gather(*tasks)
+
+    scan.summary.interrupted = scan.stop.is_set()
+    scan.summary.ended = time.time()
+    return scan.summary
