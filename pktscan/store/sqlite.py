@@ -1,0 +1,417 @@
+"""The certificate inventory, an SQLite database that scans append to.
+
+Writes are batched: `Inventory.add_result` opens a transaction and commits
+it after `batch_size` results, or when it adds a result `commit_interval`
+seconds or more after the last commit. Nothing commits between calls, so a
+caller that stops adding results for a while should call `flush`.
+
+The database runs in WAL mode, so a scanner killed at any moment leaves a
+consistent file that contains every result committed before the kill and none
+of the uncommitted batch. Each result is written inside its own savepoint,
+so a result that fails to store leaves none of its rows behind.
+
+The tables are described in `pktscan.store.schema`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+
+from pktscan import certs
+from pktscan.errors import LocalError
+from pktscan.results import CertInfo, PortResult
+from pktscan.store import schema
+
+__all__ = ["Inventory", "InventoryError", "default_inventory_path", "format_epoch"]
+
+#: Results per transaction when the caller does not choose.
+DEFAULT_BATCH_SIZE = 500
+
+#: Seconds after which a pending batch is committed at the next result.
+DEFAULT_COMMIT_INTERVAL = 1.0
+
+#: Milliseconds a writer waits for another process's lock before failing.
+BUSY_TIMEOUT_MS = 30_000
+
+
+class InventoryError(LocalError):
+    """The inventory database cannot be opened, read or written."""
+
+
+def default_inventory_path() -> Path:
+    """Return the default inventory file in the user's data directory.
+
+    That is ``$XDG_DATA_HOME/pktscan/inventory.sqlite``, or
+    ``~/.local/share/pktscan/inventory.sqlite`` when ``XDG_DATA_HOME`` is
+    unset, empty or relative (the XDG Base Directory specification treats a
+    relative value as invalid).
+    """
+    data_home = os.environ.get("XDG_DATA_HOME", "")
+    base = Path(data_home) if os.path.isabs(data_home) else None
+    if base is None:
+        base = Path.home() / ".local" / "share"
+    return base / "pktscan" / "inventory.sqlite"
+
+
+def format_epoch(seconds: float) -> str:
+    """Format a Unix time as ISO 8601 UTC to the millisecond, ``...Z``."""
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open an inventory file in autocommit mode, WAL and foreign keys on.
+
+    Raises:
+        InventoryError: the file is not an SQLite database or cannot be opened.
+    """
+    try:
+        connection = sqlite3.connect(
+            path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
+        )
+    except sqlite3.Error as exc:
+        raise _error("failed to open inventory", path, exc) from exc
+    try:
+        connection.execute("PRAGMA journal_mode = WAL")
+        # NORMAL keeps every commit across a process crash in WAL mode and
+        # can lose only the last commits on a power loss.
+        connection.execute("PRAGMA synchronous = NORMAL")
+        connection.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.Error as exc:
+        connection.close()
+        raise _error("failed to open inventory", path, exc) from exc
+    return connection
+
+
+def _error(action: str, path: Path, exc: sqlite3.Error) -> InventoryError:
+    if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
+        hint = "the file is corrupt or not an inventory: pass another --db path"
+    elif isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+        hint = "another process holds the database locked; retry when it ends"
+    else:
+        hint = "check the path, its permissions and the free disk space"
+    return InventoryError(f"{action} {path}: {exc}", hint=hint)
+
+
+class Inventory:
+    """A connection to the inventory that records scans and their results.
+
+    One `Inventory` serves one thread. Several processes (shards of one
+    scan) may write the same file at once: SQLite serialises their
+    transactions and a writer waits up to `BUSY_TIMEOUT_MS` for the lock.
+    """
+
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        path: Path,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        commit_interval: float = DEFAULT_COMMIT_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1: {batch_size}")
+        if commit_interval < 0:
+            raise ValueError(f"commit_interval must be >= 0: {commit_interval}")
+        self.path = path
+        self._connection = connection
+        self._batch_size = batch_size
+        self._commit_interval = commit_interval
+        self._clock = clock
+        self._pending = 0
+        self._last_commit = clock()
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        commit_interval: float = DEFAULT_COMMIT_INTERVAL,
+    ) -> Inventory:
+        """Open or create the inventory at `path` and migrate its schema.
+
+        Args:
+            path: the database file; missing parent directories are created.
+            batch_size: results per transaction.
+            commit_interval: seconds after which `add_result` commits the
+                pending batch even when it is smaller than `batch_size`.
+
+        Raises:
+            InventoryError: the file cannot be created, is not an SQLite
+                database, or has a schema newer than this pktscan.
+        """
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InventoryError(
+                f"failed to create directory {path.parent}: {exc.strerror}",
+                hint="pass a writable --db path",
+            ) from exc
+        connection = connect(path)
+        try:
+            schema.migrate(connection)
+        except ValueError as exc:
+            connection.close()
+            raise InventoryError(
+                f"invalid inventory {path}: {exc}",
+                hint="upgrade pktscan, or pass another --db path",
+            ) from exc
+        except sqlite3.Error as exc:
+            connection.close()
+            raise _error("failed to migrate inventory", path, exc) from exc
+        return cls(
+            connection, path, batch_size=batch_size, commit_interval=commit_interval
+        )
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The SQLite connection, for the read queries of `pktscan.store.query`."""
+        return self._connection
+
+    @property
+    def pending_results(self) -> int:
+        """Results added since the last commit."""
+        return self._pending
+
+    def begin_scan(self, arguments: dict[str, object], shard: str | None = None) -> int:
+        """Record the start of a scan and commit it at once.
+
+        Args:
+            arguments: the scan's options, stored as JSON; values that JSON
+                cannot represent are stored as their ``str()``.
+            shard: which part of a shared scan this process runs, as ``i/n``.
+
+        Returns:
+            The scan id to pass to `add_result` and `finish_scan`.
+        """
+        self.flush()
+        text = json.dumps(arguments, sort_keys=True, default=str)
+        with self._write("begin scan"):
+            cursor = self._connection.execute(
+                "INSERT INTO scans (arguments, started, shard) VALUES (?, ?, ?)",
+                (text, format_epoch(time.time()), shard),
+            )
+        scan_id = cursor.lastrowid
+        if scan_id is None:
+            raise InventoryError(f"inventory {self.path} returned no scan id")
+        return scan_id
+
+    def add_result(self, scan_id: int, result: PortResult) -> None:
+        """Store one result, committing the batch when it is full or old.
+
+        The endpoint, the certificates and their chain are merged with the rows
+        already stored. Findings are computed for the chain at the
+        result's time, with `result.name` as the name to match.
+        """
+        if not self._connection.in_transaction:
+            self._execute("BEGIN IMMEDIATE", "begin batch")
+        with self._write(f"store result {result.ip}:{result.port}"):
+            self._connection.execute("SAVEPOINT result")
+            try:
+                _insert_result(self._connection, scan_id, result)
+            except BaseException:
+                self._connection.execute("ROLLBACK TO result")
+                self._connection.execute("RELEASE result")
+                raise
+            self._connection.execute("RELEASE result")
+        self._pending += 1
+        age = self._clock() - self._last_commit
+        if self._pending >= self._batch_size or age >= self._commit_interval:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit the pending results now."""
+        if self._connection.in_transaction:
+            self._execute("COMMIT", "commit batch")
+        self._pending = 0
+        self._last_commit = self._clock()
+
+    def finish_scan(self, scan_id: int, counts: dict[str, int]) -> None:
+        """Record the end of a scan with its counts, and commit everything.
+
+        Raises:
+            ValueError: no scan has this id.
+        """
+        self.flush()
+        ended = format_epoch(time.time())
+        with self._write("finish scan"):
+            cursor = self._connection.execute(
+                "UPDATE scans SET ended = ?, counts = ? WHERE id = ?",
+                (ended, json.dumps(counts, sort_keys=True), scan_id),
+            )
+        if cursor.rowcount != 1:
+            raise ValueError(f"no scan with id {scan_id} in {self.path}")
+
+    def close(self) -> None:
+        """Commit the pending results and close the connection."""
+        try:
+            self.flush()
+        finally:
+            self._connection.close()
+
+    def __enter__(self) -> Inventory:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _execute(self, statement: str, action: str) -> None:
+        with self._write(action):
+            self._connection.execute(statement)
+
+    def _write(self, action: str) -> _SqliteErrors:
+        return _SqliteErrors(action, self.path)
+
+
+class _SqliteErrors:
+    """Context manager that turns `sqlite3.Error` into `InventoryError`."""
+
+    def __init__(self, action: str, path: Path) -> None:
+        self._action = action
+        self._path = path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, sqlite3.Error):
+            raise _error(f"failed to {self._action} in", self._path, exc) from exc
+
+
+def _insert_result(
+    connection: sqlite3.Connection, scan_id: int, result: PortResult
+) -> None:
+    seen_epoch = result.time if result.time is not None else time.time()
+    seen = format_epoch(seen_epoch)
+    endpoint_id = _upsert_endpoint(connection, result)
+    tls = result.tls
+    chain: Sequence[CertInfo] = tls.chain if tls is not None else ()
+    chain_id = _upsert_chain(connection, chain, seen) if chain else None
+    observation_id = _insert_observation(
+        connection, scan_id, endpoint_id, chain_id, result, seen
+    )
+    now = datetime.fromtimestamp(seen_epoch, UTC)
+    for finding in certs.find_all(chain, now, name=result.name):
+        connection.execute(
+            "INSERT INTO findings (observation, certificate, kind, severity, message)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (
+                observation_id,
+                finding.sha256,
+                str(finding.kind),
+                str(finding.severity),
+                finding.message,
+            ),
+        )
+
+
+def _upsert_endpoint(connection: sqlite3.Connection, result: PortResult) -> int:
+    row = connection.execute(
+        "INSERT INTO endpoints (address, port, name, ptr) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (address, port) DO UPDATE SET"
+        " name = coalesce(excluded.name, name), ptr = coalesce(excluded.ptr, ptr)"
+        " RETURNING id",
+        (result.ip, result.port, result.name, result.ptr),
+    ).fetchone()
+    return int(row[0])
+
+
+def _upsert_chain(
+    connection: sqlite3.Connection, chain: Sequence[CertInfo], seen: str
+) -> int:
+    for cert in chain:
+        _upsert_certificate(connection, cert, seen)
+    key = ",".join(cert.sha256 for cert in chain)
+    row = connection.execute(
+        "INSERT INTO chains (certificates) VALUES (?)"
+        " ON CONFLICT (certificates) DO UPDATE SET certificates = excluded.certificates"
+        " RETURNING id",
+        (key,),
+    ).fetchone()
+    chain_id = int(row[0])
+    connection.executemany(
+        "INSERT OR IGNORE INTO chain_certificates (chain, position, certificate)"
+        " VALUES (?, ?, ?)",
+        [(chain_id, position, cert.sha256) for position, cert in enumerate(chain)],
+    )
+    return chain_id
+
+
+def _upsert_certificate(
+    connection: sqlite3.Connection, cert: CertInfo, seen: str
+) -> None:
+    connection.execute(
+        "INSERT INTO certificates (sha256, der, subject, issuer, not_before,"
+        " not_after, serial, key_type, key_bits, signature_algorithm, san, error,"
+        " first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (sha256) DO UPDATE SET"
+        " first_seen = min(first_seen, excluded.first_seen),"
+        " last_seen = max(last_seen, excluded.last_seen)",
+        (
+            cert.sha256,
+            cert.der,
+            cert.subject,
+            cert.issuer,
+            cert.not_before,
+            cert.not_after,
+            cert.serial,
+            cert.key_type,
+            cert.key_bits,
+            cert.signature_algorithm,
+            json.dumps(list(cert.san)),
+            cert.error,
+            seen,
+            seen,
+        ),
+    )
+
+
+def _insert_observation(
+    connection: sqlite3.Connection,
+    scan_id: int,
+    endpoint_id: int,
+    chain_id: int | None,
+    result: PortResult,
+    seen: str,
+) -> int:
+    tls = result.tls
+    cursor = connection.execute(
+        "INSERT INTO observations (scan, endpoint, chain, state, attempt_set,"
+        " version, cipher, http_server, time, result)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            scan_id,
+            endpoint_id,
+            chain_id,
+            result.state,
+            tls.set_number if tls is not None else None,
+            tls.version if tls is not None else None,
+            tls.cipher if tls is not None else None,
+            result.http.server if result.http is not None else None,
+            seen,
+            json.dumps(result.to_json(), separators=(",", ":")),
+        ),
+    )
+    if cursor.lastrowid is None:
+        raise sqlite3.DatabaseError("INSERT INTO observations returned no row id")
+    return cursor.lastrowid
