@@ -69,7 +69,8 @@ def scan(
         ),
     ],
     ports: Annotated[
-        str, typer.Option("--ports", "-p", help="Ports: list and ranges, e.g. 443,8443.")
+        str,
+        typer.Option("--ports", "-p", help="Ports: list and ranges, e.g. 443,8443."),
     ] = "443",
     out: Annotated[
         Path | None,
@@ -271,7 +272,9 @@ def _run_async(
 
 
 def _print_statistics(summary: ScanSummary) -> None:
-    states = ", ".join(f"{count} {state}" for state, count in sorted(summary.states.items()))
+    states = ", ".join(
+        f"{count} {state}" for state, count in sorted(summary.states.items())
+    )
     line = (
         f"scan: {states or 'no ports'}; {summary.certificates} with a certificate;"
         f" {summary.ended - summary.started:.1f} s"
@@ -289,7 +292,9 @@ def _main_options(
     verbose: Annotated[
         int, typer.Option("--verbose", "-v", count=True, help="More log output.")
     ] = 0,
-    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version.")
+    ] = False,
 ) -> None:
     if version:
         typer.echo(f"pktscan {__version__}")

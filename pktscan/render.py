@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 

@@ -11,7 +11,7 @@ import asyncio
 import logging
 
 from pktscan import __version__
-from pktscan.grab.kernel import RECEIVE_SIZE, connect_abortive
+from pktscan.grab.sockets import RECEIVE_SIZE, connect_abortive
 from pktscan.results import HttpResult
 
 logger = logging.getLogger(__name__)
@@ -60,13 +60,17 @@ async def grab_http(ip: str, port: int, host: str | None, timeout: float) -> Htt
     error = None
     deadline = loop.time() + timeout
     try:
-        await asyncio.wait_for(loop.sock_sendall(sock, build_request(host_header)), timeout)
+        await asyncio.wait_for(
+            loop.sock_sendall(sock, build_request(host_header)), timeout
+        )
         while b"\r\n\r\n" not in data and len(data) < MAX_HEADER_BYTES:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 error = "timed out"
                 break
-            chunk = await asyncio.wait_for(loop.sock_recv(sock, RECEIVE_SIZE), remaining)
+            chunk = await asyncio.wait_for(
+                loop.sock_recv(sock, RECEIVE_SIZE), remaining
+            )
             if not chunk:
                 break
             data += chunk

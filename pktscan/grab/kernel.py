@@ -21,11 +21,11 @@ import errno
 import logging
 import os
 import socket
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pktscan.certs import decode_chain
+from pktscan.grab.sockets import RECEIVE_SIZE, connect_abortive
 from pktscan.results import AttemptRecord, TlsResult
 from pktscan.tls.client import HandshakeOutcome, HandshakeReader
 from pktscan.tls.hello import PROTOCOL_SETS, ProtocolSet, build_set_hello
@@ -37,43 +37,6 @@ logger = logging.getLogger(__name__)
 # this long for it lets the key exchange be recorded without holding the
 # connection open for a full timeout.
 CHAIN_GRACE_SECONDS = 0.2
-RECEIVE_SIZE = 65536
-# struct linger { int l_onoff; int l_linger; }: on, zero seconds => RST.
-LINGER_ABORT = struct.pack("ii", 1, 0)
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptResult:
-    """One attempt's record for the output, and the reader's outcome."""
-
-    record: AttemptRecord
-    outcome: HandshakeOutcome | None
-
-
-def open_abortive_socket(ip: str) -> socket.socket:
-    """Create a non-blocking TCP socket whose close() sends an RST."""
-    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_ABORT)
-    return sock
-
-
-async def connect_abortive(ip: str, port: int, timeout: float) -> socket.socket:
-    """Connect to ip:port with an abortive-close socket.
-
-    Raises:
-        TimeoutError: no SYN/ACK within the timeout.
-        OSError: the connection was refused or the network is unreachable.
-    """
-    loop = asyncio.get_running_loop()
-    sock = open_abortive_socket(ip)
-    try:
-        await asyncio.wait_for(loop.sock_connect(sock, (ip, port)), timeout)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 async def _read_flight(
@@ -108,6 +71,14 @@ async def _read_flight(
             return "eof"
         reader.feed(data)
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """One attempt's record for the output, and the reader's outcome."""
+
+    record: AttemptRecord
+    outcome: HandshakeOutcome | None
 
 
 def _record_from_outcome(
@@ -175,7 +146,9 @@ async def run_attempt(
         outcome.outcome,
         reason,
     )
-    return AttemptResult(_record_from_outcome(protocol_set, outcome, source_port), outcome)
+    return AttemptResult(
+        _record_from_outcome(protocol_set, outcome, source_port), outcome
+    )
 
 
 async def grab_tls(
