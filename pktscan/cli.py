@@ -27,7 +27,6 @@ from pktscan.net.cli import probe as probe_command
 from pktscan.render import print_scan_table, scan_progress
 from pktscan.scan import ScanOptions, ScanSummary, run_scan
 from pktscan.store.cli import app as inventory_app
-from pktscan.tls.cli import hello as hello_command
 
 EXIT_INTERRUPTED = 130
 
@@ -42,7 +41,6 @@ app.add_typer(lab_app, name="lab", help="The built-in lab network of real server
 app.add_typer(capture_app, name="capture", help="Verify, replay and draw captures.")
 app.add_typer(inventory_app, name="inventory", help="The certificate inventory.")
 app.command("probe")(probe_command)
-app.command("hello")(hello_command)
 
 err_console = Console(stderr=True)
 
@@ -173,6 +171,39 @@ def scan(
     _print_statistics(summary)
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
+
+
+@app.command()
+def hello(
+    set_number: Annotated[
+        int, typer.Option("--set", min=1, max=4, help="Protocol set, 1 to 4.")
+    ] = 1,
+    sni: Annotated[
+        str | None, typer.Option(help="Server name to put in the SNI extension.")
+    ] = None,
+    output_format: Annotated[
+        str,
+        typer.Option("--format", help="hex, annotated, json or raw (bytes)."),
+    ] = "annotated",
+) -> None:
+    """Print the ClientHello of a protocol set, byte by byte, explained."""
+    import os
+
+    from pktscan.tls.hello import build_set_hello, render_hello
+
+    formats = ("hex", "annotated", "json", "raw")
+    if output_format not in formats:
+        raise InputError(
+            f"invalid --format {output_format!r}",
+            hint=f"give one of: {', '.join(formats)}",
+        )
+    data = build_set_hello(set_number, os.urandom(32), sni)
+    rendered = render_hello(data, output_format)  # type: ignore[arg-type]
+    if isinstance(rendered, bytes):
+        sys.stdout.buffer.write(rendered)
+        sys.stdout.buffer.flush()
+    else:
+        typer.echo(rendered)
 
 
 class _InventorySink:
