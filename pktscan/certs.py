@@ -56,8 +56,7 @@ __all__ = [
     "name_matches",
 ]
 
-#: RSA moduli shorter than this are weak (NIST SP 800-131A rev. 2 disallows
-#: RSA keys under 2048 bits for signatures since 2013).
+#: Shortest RSA modulus, in bits, that is not reported as weak.
 MIN_RSA_KEY_BITS = 2048
 
 #: Default window, in days, for the "expiring" finding.
@@ -249,7 +248,7 @@ class Severity(enum.StrEnum):
 
 
 class FindingKind(enum.StrEnum):
-    """What a finding is about; the values are stored and filtered on."""
+    """Type of a finding; the inventory stores and filters on these values."""
 
     UNDECODABLE = "undecodable"
     EXPIRED = "expired"
