@@ -1,0 +1,60 @@
+"""The SYN cookie: a keyed hash of the 4-tuple carried in the sequence number.
+
+A target that answers a SYN acknowledges sequence + 1, with SYN/ACK for an
+open port and RST/ACK for a closed one (RFC 9293 section 3.10.7.2). Checking
+that acknowledgment against the hash recomputed from the answer's addresses
+and ports proves that the answer belongs to a probe of this scan, with no
+table of probes sent. The key is random per scan, so a third party cannot
+forge a valid answer without seeing the probe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+
+from pktscan.net.packet import TCP_ACK, TcpAnswer
+
+KEY_LEN = 16
+
+
+class SynCookie:
+    """Sequence numbers derived from the 4-tuple with a per-scan key."""
+
+    def __init__(self, key: bytes | None = None) -> None:
+        if key is not None and len(key) != KEY_LEN:
+            raise ValueError(f"cookie key must be {KEY_LEN} bytes, not {len(key)}")
+        self._key = key if key is not None else os.urandom(KEY_LEN)
+
+    def sequence(
+        self,
+        source: bytes,
+        destination: bytes,
+        source_port: int,
+        destination_port: int,
+    ) -> int:
+        """Return the 32-bit sequence number for a probe with this 4-tuple.
+
+        Args:
+            source: our packed address.
+            destination: the target's packed address.
+        """
+        digest = hashlib.blake2b(
+            source + destination + struct.pack("!HH", source_port, destination_port),
+            digest_size=4,
+            key=self._key,
+        ).digest()
+        return int.from_bytes(digest, "big")
+
+    def validate(self, answer: TcpAnswer) -> bool:
+        """Tell whether the answer acknowledges a probe with our cookie."""
+        if not answer.flags & TCP_ACK:
+            return False
+        expected = self.sequence(
+            answer.destination,
+            answer.source,
+            answer.destination_port,
+            answer.source_port,
+        )
+        return answer.acknowledgment == (expected + 1) & 0xFFFFFFFF

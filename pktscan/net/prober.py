@@ -1,0 +1,473 @@
+"""The SYN prober: send SYNs at a paced rate, classify the answers.
+
+One thread sends, one receives:
+
+- The calling thread paces SYNs with a token bucket, retransmits probes left
+  unanswered after `wait` seconds, and reports each outcome through
+  `on_result`. It keeps a window of probes still waiting for an answer, which
+  holds about rate x wait x (retries + 1) entries, never the whole space.
+- The receiver thread reads TCP segments to our source port, keeps those whose
+  acknowledgment number matches the SYN cookie, answers each valid SYN/ACK
+  with a crafted RST at once, and queues the answers for the calling thread.
+
+An answer is valid by the cookie alone, with no lookup; the window only
+decides whether it is the first answer, a duplicate or a late one.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import socket
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from pktscan.net.cookie import SynCookie
+from pktscan.net.packet import (
+    TCP_ACK,
+    TCP_RST,
+    TCP_SYN,
+    PacketTemplate,
+    TcpAnswer,
+    parse_tcp_answer,
+)
+from pktscan.net.rate import TokenBucket
+from pktscan.net.route import NeighbourTable, NoRouteError, RouteTable
+from pktscan.net.sockets import Receiver, Sender
+
+logger = logging.getLogger(__name__)
+
+# Linux hands out ephemeral ports from 32768-60999 by default
+# (net.ipv4.ip_local_port_range), so a source port above it does not collide
+# with the host's own connections.
+SOURCE_PORT_RANGE = (61001, 65535)
+SEEN_LIMIT = 65536
+LOGGED_ROUTE_ERRORS = 10
+LOOPBACK_INTERFACE = "lo"
+
+State = Literal["open", "closed", "filtered"]
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """The outcome of probing one address and port.
+
+    Attributes:
+        ip: the target address.
+        port: the target port.
+        state: open (SYN/ACK), closed (RST/ACK) or filtered (no answer).
+        ttl: TTL or hop limit of the answer, None when filtered.
+        rtt: seconds from the SYN to its answer, None when filtered or when
+            a retransmitted probe's answer cannot be matched to one SYN.
+        time: Unix time of the answer, or of the end of the wait.
+    """
+
+    ip: str
+    port: int
+    state: State
+    ttl: int | None
+    rtt: float | None
+    time: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(slots=True)
+class ProbeStats:
+    """Counters of one probe run.
+
+    Attributes:
+        sent: SYNs sent, retransmissions included.
+        received: answers with a valid cookie, duplicates included.
+        duplicates: valid answers for a probe already answered.
+        late: valid answers for a probe already reported as filtered.
+        invalid: TCP segments to our port whose cookie did not match.
+        unroutable: targets skipped because the kernel has no route to them.
+        resets_sent: crafted RSTs sent in answer to SYN/ACKs.
+        send_drops: packets given up after the device queue stayed full.
+        kernel_drops: packets the kernel dropped before our receive socket
+            read them (PACKET_STATISTICS).
+        elapsed: seconds from the first SYN to the end of the final wait.
+    """
+
+    sent: int = 0
+    received: int = 0
+    open: int = 0
+    closed: int = 0
+    filtered: int = 0
+    duplicates: int = 0
+    late: int = 0
+    invalid: int = 0
+    unroutable: int = 0
+    resets_sent: int = 0
+    send_drops: int = 0
+    kernel_drops: int = 0
+    elapsed: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def endpoint(ip: str, port: int) -> str:
+    """Format an address and port as ``ip:port``, or ``[ip]:port`` for IPv6."""
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A probe waiting for an answer."""
+
+    deadline: float
+    attempts: int
+    sent_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Received:
+    answer: TcpAnswer
+    monotonic: float
+    wall: float
+
+
+def probe(
+    targets: Iterable[tuple[str, int]],
+    *,
+    rate: int,
+    retries: int = 1,
+    wait: float = 1.0,
+    source_port: int | None = None,
+    on_result: Callable[[ProbeResult], None] | None = None,
+    stop: threading.Event | None = None,
+    max_runtime: float | None = None,
+) -> ProbeStats:
+    """SYN-probe every (address, port) and report open, closed and filtered.
+
+    Open and closed ports reach `on_result` as their answers arrive, filtered
+    ones once their last retransmission has waited `wait` seconds. When
+    `stop` is set or `max_runtime` passes, sending stops, answers are awaited
+    for `wait` more seconds, and probes still unanswered are reported as
+    filtered. `on_result` runs in the calling thread.
+
+    Args:
+        targets: (address, port) pairs, consumed once and lazily.
+        rate: SYNs per second, retransmissions included; 0 for no pacing.
+        retries: retransmissions of an unanswered SYN.
+        wait: seconds to wait for an answer after each SYN.
+        source_port: our TCP port; None picks one at random from 61001-65535.
+        on_result: called once per probed port.
+        stop: set from another thread to end the run early.
+        max_runtime: seconds after which sending stops, as with `stop`.
+
+    Raises:
+        PrivilegeError: the raw sockets cannot be opened without root or
+            CAP_NET_RAW.
+        ValueError: an argument is out of range.
+    """
+    if rate < 0 or retries < 0 or wait < 0:
+        raise ValueError(
+            f"rate, retries and wait must not be negative: {rate}, {retries}, {wait}"
+        )
+    if source_port is not None and not 1 <= source_port <= 65535:
+        raise ValueError(f"invalid source port {source_port}: must be 1-65535")
+    if source_port is None:
+        source_port = random.randint(*SOURCE_PORT_RANGE)
+
+    prober = _Prober(rate, retries, wait, source_port, on_result)
+    try:
+        return prober.run(targets, stop or threading.Event(), max_runtime)
+    finally:
+        prober.close()
+
+
+class _Prober:
+    def __init__(
+        self,
+        rate: int,
+        retries: int,
+        wait: float,
+        source_port: int,
+        on_result: Callable[[ProbeResult], None] | None,
+    ) -> None:
+        self.retries = retries
+        self.wait = wait
+        self.source_port = source_port
+        self.on_result = on_result
+        self.stats = ProbeStats()
+        self.cookie = SynCookie()
+        self.bucket = TokenBucket(rate)
+        self.syn = {4: PacketTemplate(4, "S", with_options=True)}
+        self.syn[6] = PacketTemplate(6, "S", with_options=True)
+        self.rst = {4: PacketTemplate(4, "R", with_options=False)}
+        self.rst[6] = PacketTemplate(6, "R", with_options=False)
+        self.pending: OrderedDict[tuple[str, int], _Pending] = OrderedDict()
+        self.seen: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self.answers: queue.SimpleQueue[_Received] = queue.SimpleQueue()
+        self.done = threading.Event()
+        self.start = time.monotonic()
+
+        self.routes = RouteTable()
+        self.neighbours = NeighbourTable()
+        self.sender: Sender | None = None
+        self.receiver: Receiver | None = None
+        self.sender = Sender()
+        self.receiver = Receiver(source_port)
+        self.thread = threading.Thread(
+            target=self._receive_loop, name="pktscan-receiver", daemon=True
+        )
+        self.receive_error: BaseException | None = None
+
+    def close(self) -> None:
+        self.done.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=2.0)
+        self.routes.close()
+        if self.sender is not None:
+            self.sender.close()
+        if self.receiver is not None:
+            self.receiver.close()
+
+    # The calling thread
+
+    def run(
+        self,
+        targets: Iterable[tuple[str, int]],
+        stop: threading.Event,
+        max_runtime: float | None,
+    ) -> ProbeStats:
+        self.thread.start()
+        self.start = time.monotonic()
+        end = None if max_runtime is None else self.start + max_runtime
+        stopped = False
+
+        for ip, port in targets:
+            if stop.is_set() or (end is not None and time.monotonic() >= end):
+                stopped = True
+                break
+            self._drain(0.0)
+            self._expire(time.monotonic(), resend=True)
+            self.bucket.acquire()
+            self._send_probe(ip, port, attempt=1)
+
+        while self.pending and not stopped:
+            if stop.is_set() or (end is not None and time.monotonic() >= end):
+                stopped = True
+                break
+            now = time.monotonic()
+            self._expire(now, resend=True)
+            if self.pending:
+                first = next(iter(self.pending.values()))
+                self._drain(min(max(first.deadline - now, 0.0), 0.05))
+
+        if stopped:
+            logger.info("stopping: waiting %.1f s for late answers", self.wait)
+            self._drain_until(time.monotonic() + self.wait)
+            self._expire(float("inf"), resend=False)
+
+        self._finish()
+        return self.stats
+
+    def _finish(self) -> None:
+        self.stats.elapsed = time.monotonic() - self.start
+        self.done.set()
+        self.thread.join(timeout=2.0)
+        if self.receiver is not None:
+            self.stats.kernel_drops = self.receiver.statistics()[1]
+        if self.sender is not None:
+            self.stats.send_drops = self.sender.dropped
+        if self.stats.unroutable > LOGGED_ROUTE_ERRORS:
+            logger.error("%d targets had no route", self.stats.unroutable)
+        if self.receive_error is not None:
+            raise self.receive_error
+
+    def _send_probe(self, ip: str, port: int, attempt: int) -> None:
+        assert self.sender is not None
+        version = 6 if ":" in ip else 4
+        family = socket.AF_INET6 if version == 6 else socket.AF_INET
+        destination = socket.inet_pton(family, ip)
+        try:
+            route = self.routes.lookup(destination)
+        except NoRouteError as error:
+            self.stats.unroutable += 1
+            if self.stats.unroutable <= LOGGED_ROUTE_ERRORS:
+                logger.error("%s no route: %s", endpoint(ip, port), error)
+            return
+
+        now = time.monotonic()
+        sequence = self.cookie.sequence(
+            route.source, destination, self.source_port, port
+        )
+        packet = self.syn[version].fill(
+            route.source,
+            destination,
+            self.source_port,
+            port,
+            sequence,
+            ip_id=random.getrandbits(16),
+            timestamp=self._timestamp(now),
+        )
+        # Packets injected on lo over AF_PACKET carry no route, and the
+        # kernel drops them as martians (loopback source on input), so local
+        # destinations go through the kernel's routing.
+        hop = None
+        if not route.local:
+            hop = self.neighbours.lookup(route.interface, route.next_hop)
+        if hop is not None:
+            self.sender.send_link(packet, route.interface, version, hop)
+        else:
+            self.sender.send_routed(packet, version, ip)
+        self.stats.sent += 1
+        logger.debug(
+            "%s SYN %d sent via %s", endpoint(ip, port), attempt, route.interface
+        )
+        self.pending[(ip, port)] = _Pending(now + self.wait, attempt, now)
+
+    def _timestamp(self, now: float) -> int:
+        """Return the TSval for a SYN sent at `now`: milliseconds since the
+        start of the run, plus one so that it is never 0."""
+        return (int((now - self.start) * 1000) + 1) & 0xFFFFFFFF
+
+    def _expire(self, now: float, *, resend: bool) -> None:
+        """Retransmit or report as filtered the probes whose wait is over."""
+        while self.pending:
+            key, entry = next(iter(self.pending.items()))
+            if entry.deadline > now:
+                return
+            del self.pending[key]
+            if resend and entry.attempts <= self.retries:
+                self.bucket.acquire()
+                self._send_probe(key[0], key[1], entry.attempts + 1)
+                continue
+            self._remember(key)
+            self._report(
+                ProbeResult(key[0], key[1], "filtered", None, None, time.time())
+            )
+
+    def _drain(self, timeout: float) -> None:
+        """Handle queued answers, waiting up to `timeout` for the first."""
+        try:
+            if timeout > 0:
+                received = self.answers.get(timeout=timeout)
+            else:
+                received = self.answers.get_nowait()
+        except queue.Empty:
+            return
+        self._handle(received)
+        # Bounded so that a flood of answers cannot stall sending.
+        for _ in range(10_000):
+            try:
+                received = self.answers.get_nowait()
+            except queue.Empty:
+                return
+            self._handle(received)
+
+    def _drain_until(self, end: float) -> None:
+        while (remaining := end - time.monotonic()) > 0:
+            self._drain(min(remaining, 0.05))
+
+    def _handle(self, received: _Received) -> None:
+        answer = received.answer
+        ip, port = answer.source_text, answer.source_port
+        self.stats.received += 1
+        entry = self.pending.pop((ip, port), None)
+        if entry is None:
+            if (ip, port) in self.seen:
+                self.stats.duplicates += 1
+            else:
+                self.stats.late += 1
+            logger.debug("%s duplicate or late answer", endpoint(ip, port))
+            return
+
+        self._remember((ip, port))
+        state: State = "open" if answer.flags & TCP_SYN else "closed"
+        rtt = self._round_trip(answer, entry, received.monotonic)
+        self._report(ProbeResult(ip, port, state, answer.ttl, rtt, received.wall))
+
+    def _round_trip(
+        self, answer: TcpAnswer, entry: _Pending, received: float
+    ) -> float | None:
+        """Return the RTT, or None when a retransmitted probe's answer cannot
+        be matched to one SYN (Karn's problem, RFC 6298 section 3)."""
+        if entry.attempts == 1:
+            return received - entry.sent_at
+        if answer.timestamp_echo is None:
+            return None
+        # The echoed TSval tells which SYN was answered, at millisecond
+        # resolution.
+        elapsed_ms = self._timestamp(received) - answer.timestamp_echo
+        if not 0 <= elapsed_ms <= (self.retries + 1) * self.wait * 1000 + 1:
+            return None
+        return elapsed_ms / 1000
+
+    def _remember(self, key: tuple[str, int]) -> None:
+        self.seen[key] = None
+        if len(self.seen) > SEEN_LIMIT:
+            self.seen.popitem(last=False)
+
+    def _report(self, result: ProbeResult) -> None:
+        if result.state == "open":
+            self.stats.open += 1
+        elif result.state == "closed":
+            self.stats.closed += 1
+        else:
+            self.stats.filtered += 1
+        logger.info(
+            "%s %s ttl=%s rtt=%s",
+            endpoint(result.ip, result.port),
+            result.state,
+            result.ttl,
+            "-" if result.rtt is None else f"{result.rtt * 1000:.3f} ms",
+        )
+        if self.on_result is not None:
+            self.on_result(result)
+
+    # The receiver thread
+
+    def _receive_loop(self) -> None:
+        assert self.receiver is not None
+        try:
+            while not self.done.is_set():
+                got = self.receiver.receive()
+                if got is not None:
+                    self._accept(*got)
+        except OSError as error:
+            logger.error("receiving answers failed: %s", error)
+            self.receive_error = error
+
+    def _accept(self, datagram: bytes, interface: str, hop: bytes) -> None:
+        answer = parse_tcp_answer(datagram)
+        if answer is None or answer.destination_port != self.source_port:
+            return
+        if not self.cookie.validate(answer):
+            self.stats.invalid += 1
+            return
+        syn_ack = TCP_SYN | TCP_ACK
+        if answer.flags & syn_ack == syn_ack:
+            self._send_reset(answer, interface, hop)
+        elif not answer.flags & TCP_RST:
+            return
+        self.answers.put(_Received(answer, time.monotonic(), time.time()))
+
+    def _send_reset(self, answer: TcpAnswer, interface: str, hop: bytes) -> None:
+        """Send an RST with sequence = their acknowledgment, back through the
+        interface and link-layer address that the SYN/ACK came from."""
+        assert self.sender is not None
+        packet = self.rst[answer.version].fill(
+            answer.destination,
+            answer.source,
+            answer.destination_port,
+            answer.source_port,
+            answer.acknowledgment,
+            ip_id=random.getrandbits(16),
+        )
+        if interface == LOOPBACK_INTERFACE:
+            sent = self.sender.send_routed(packet, answer.version, answer.source_text)
+        else:
+            sent = self.sender.send_link(packet, interface, answer.version, hop)
+        if sent:
+            self.stats.resets_sent += 1
