@@ -12,7 +12,7 @@ from cryptography.x509.oid import NameOID
 from pktscan import certs
 from pktscan.results import AttemptRecord, CertInfo, HttpResult, PortResult, TlsResult
 
-#: Observation times used by the tests: 2026-06-01T00:00:00Z and later.
+#: Base observation time of the tests, 2026-06-01T00:00:00Z as a Unix time.
 T0 = datetime(2026, 6, 1, tzinfo=UTC).timestamp()
 
 

@@ -24,7 +24,7 @@ from pktscan.store.sqlite import (
 
 
 class FakeClock:
-    """A monotonic clock that moves only when the test says so."""
+    """Monotonic clock that advances only when a test sets `now`."""
 
     def __init__(self) -> None:
         self.now = 100.0
