@@ -164,8 +164,8 @@ def _describe_tls(d: _Dissector) -> None:
 def describe_hello(data: bytes) -> list[Field]:
     """Split a ClientHello record into named fields.
 
-    Accepts the TLS record format and the SSLv2-compatible one, told apart
-    by the high bit of the first byte.
+    Accepts the TLS record format and the SSLv2-compatible one, which are
+    distinguished by the high bit of the first byte.
 
     Raises:
         PeerProtocolError: a length runs past the end of `data`.

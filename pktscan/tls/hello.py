@@ -156,7 +156,7 @@ def extended_master_secret() -> Extension:
 
 
 def session_ticket(ticket: bytes = b"") -> Extension:
-    """Build SessionTicket (RFC 5077 3.2); empty asks for a new ticket."""
+    """Build SessionTicket (RFC 5077 3.2); empty requests a new ticket."""
     return Extension(ExtensionType.session_ticket, ticket)
 
 

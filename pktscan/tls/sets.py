@@ -19,8 +19,8 @@ Choices, and why:
   value old TLS servers were tested against. Set 4 sends 0x0300 because
   some SSL 3.0-only servers reject a record that claims a later version.
 - No TLS_FALLBACK_SCSV (RFC 7507): a server that supports a higher version
-  than a set offers would answer inappropriate_fallback instead of a
-  certificate.
+  than a set offers would send an inappropriate_fallback alert instead
+  of a certificate.
 - Secure renegotiation (RFC 5746 3.3): hellos with extensions carry an
   empty renegotiation_info; hellos without extensions carry
   TLS_EMPTY_RENEGOTIATION_INFO_SCSV instead.
@@ -344,8 +344,9 @@ def build_set_hello(set_number: int, random: bytes, sni: str | None = None) -> b
 def _template(set_number: int) -> tuple[int | None, ...]:
     """Return the set's hello with None at bytes that vary between hellos.
 
-    The record and handshake lengths vary with the SNI, and the random with
-    every hello; everything up to the end of the cipher suites is fixed.
+    The record and handshake lengths vary with the SNI. The random varies
+    with every hello. Everything else up to the end of the cipher suites is
+    fixed.
     """
     data = build_set_hello(set_number, bytes(32))
     template: list[int | None] = list(data)

@@ -24,8 +24,8 @@ class ByteReader:
     Args:
         data: the bytes to read.
         segments: (position in data, stream offset) pairs, sorted, the first
-            at position 0; each says where a contiguous run of `data` came
-            from. A single int is the stream offset of all of `data`.
+            at position 0. Each gives the stream offset where a contiguous
+            run of `data` starts. A single int is the stream offset of all of `data`.
     """
 
     def __init__(
