@@ -451,7 +451,8 @@ class TargetSpace:
 
     Raises:
         ValueError: the shard is out of range, or a port is outside 1-65535.
-        InputError: a network or exclusion given as text is invalid.
+        InputError: a network or exclusion given as text is invalid, or
+            several shards are requested without a seed.
     """
 
     def __init__(
@@ -473,6 +474,12 @@ class TargetSpace:
             (_to_range(item) for item in networks),
             (_to_range(item) for item in exclude),
         )
+        if count > 1 and seed is None:
+            raise InputError(
+                f"shard {index}/{count} given without a seed",
+                "give the same --seed to every shard, so that they split one "
+                "permutation of the space",
+            )
         self.shard = (index, count)
         self.seed = seed if seed is not None else random.SystemRandom().getrandbits(63)
 

@@ -485,3 +485,9 @@ def test_space_ipv6_huge() -> None:
     for address, port in first:
         assert ipaddress.IPv6Address(address) in ipaddress.ip_network("2001:db8::/64")
         assert port == 443
+
+
+def test_shards_need_a_seed() -> None:
+    with pytest.raises(InputError) as caught:
+        TargetSpace(["198.18.0.0/30"], [443], shard=(0, 2))
+    assert caught.value.message == "shard 0/2 given without a seed"

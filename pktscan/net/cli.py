@@ -1,0 +1,168 @@
+"""The ``pktscan probe`` command: SYN-probe targets, one JSON line per port."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from contextlib import ExitStack
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, TextIO
+
+import typer
+
+from pktscan.errors import InputError
+from pktscan.net.prober import ProbeResult, ProbeStats
+from pktscan.net.prober import probe as run_probe
+from pktscan.targets import (
+    TargetSpace,
+    parse_exclusions,
+    parse_ports,
+    parse_shard,
+    parse_targets,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def probe(
+    targets: Annotated[
+        list[str],
+        typer.Argument(
+            help="Addresses, CIDRs, ranges (198.18.0.1-40) or @FILE; "
+            "DNS names are not resolved by this command."
+        ),
+    ],
+    ports: Annotated[
+        str,
+        typer.Option("--ports", "-p", help="Ports and ranges, e.g. 80,443,8000-8010."),
+    ],
+    rate: Annotated[
+        int, typer.Option(min=0, help="SYNs per second; 0 for as fast as possible.")
+    ] = 1000,
+    retries: Annotated[
+        int, typer.Option(min=0, help="Retransmissions of an unanswered SYN.")
+    ] = 1,
+    wait: Annotated[
+        float,
+        typer.Option(min=0.0, help="Seconds to wait for an answer after each SYN."),
+    ] = 1.0,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Seed of the probe order; shards of one scan share it."),
+    ] = None,
+    shard: Annotated[
+        str, typer.Option(help="Probe shard I of N (I/N, 0 <= I < N); needs --seed.")
+    ] = "0/1",
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(help="Address, CIDR or range to skip; may be repeated."),
+    ] = None,
+    exclude_file: Annotated[
+        list[Path] | None,
+        typer.Option(help="File of addresses, CIDRs or ranges to skip, one a line."),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the JSON lines here, not stdout."),
+    ] = None,
+    max_runtime: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0, help="Stop sending after this many seconds, then wait for answers."
+        ),
+    ] = None,
+    source_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=65535, help="TCP source port; default: random in 61001-65535."
+        ),
+    ] = None,
+) -> None:
+    """SYN-probe TARGETS x PORTS: one JSON line per port (open and closed as
+    answers arrive, filtered after the wait), then statistics on stderr."""
+    space = _build_space(targets, ports, seed, shard, exclude, exclude_file)
+    stop = threading.Event()
+
+    def on_interrupt(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print(
+            "interrupted: sending stopped, waiting for late answers "
+            "(Ctrl-C again to quit at once)",
+            file=sys.stderr,
+        )
+
+    with ExitStack() as stack:
+        sink: TextIO = sys.stdout
+        if output is not None:
+            try:
+                sink = stack.enter_context(output.open("w", encoding="utf-8"))
+            except OSError as error:
+                raise InputError(
+                    f"cannot open output file '{output}': {error.strerror}",
+                    "check that the directory exists and is writable",
+                ) from error
+
+        def write(result: ProbeResult) -> None:
+            sink.write(json.dumps(result.to_json()) + "\n")
+            sink.flush()
+
+        previous = signal.signal(signal.SIGINT, on_interrupt)
+        try:
+            stats = run_probe(
+                space,
+                rate=rate,
+                retries=retries,
+                wait=wait,
+                source_port=source_port,
+                on_result=write,
+                stop=stop,
+                max_runtime=max_runtime,
+            )
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    print(format_stats(stats), file=sys.stderr)
+
+
+def _build_space(
+    targets: list[str],
+    ports: str,
+    seed: int | None,
+    shard: str,
+    exclude: list[str] | None,
+    exclude_file: list[Path] | None,
+) -> TargetSpace:
+    spec = parse_targets(targets)
+    if spec.names:
+        raise InputError(
+            f"DNS names are not probed by this command: {', '.join(spec.names[:3])}",
+            "give addresses, or use 'pktscan scan', which resolves names",
+        )
+    return TargetSpace(
+        spec.networks,
+        parse_ports(ports),
+        exclude=parse_exclusions(exclude or [], [str(p) for p in exclude_file or []]),
+        seed=seed,
+        shard=parse_shard(shard),
+    )
+
+
+def format_stats(stats: ProbeStats) -> str:
+    """Format the statistics line printed after a probe run."""
+    return (
+        f"probe: {stats.sent} SYN sent, {stats.received} valid answers "
+        f"({stats.open} open, {stats.closed} closed, {stats.filtered} filtered), "
+        f"{stats.duplicates} duplicates, {stats.late} late, "
+        f"{stats.invalid} invalid, {stats.unroutable} unroutable, "
+        f"{stats.resets_sent} RST sent, {stats.send_drops} send drops, "
+        f"{stats.kernel_drops} kernel drops, {stats.elapsed:.2f} s"
+    )
+
+
+if __name__ == "__main__":
+    typer.run(probe)
