@@ -135,14 +135,6 @@ SERVERS: tuple[ServerSpec, ...] = (
     ServerSpec("filtered", 21, 443, Kind.FILTERED, "filtered", None, None),
 )  # fmt: skip
 
-# TODO: the SSL 2.0, SSL 3.0 and front servers are not built yet, so a lab
-# serves only the servers listed here.
-SERVERS = tuple(
-    spec
-    for spec in SERVERS
-    if spec.kind not in (Kind.TLSLITE_SSL3, Kind.SCAPY_SSL2, Kind.FRONT)
-)
-
 # Backends of the fronts listen on loopback inside the target namespace,
 # on this port plus the front's host octet.
 BACKEND_PORT_BASE = 8000
