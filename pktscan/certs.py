@@ -524,7 +524,10 @@ def find_all(
         findings += check_validity(cert, now, expiring_within_days)
         findings += check_key(cert)
         findings += check_signature(cert)
-        findings += check_self_signed(cert)
+    if chain:
+        # A root sent after the leaf is self-signed by nature, so only a
+        # self-signed leaf is a finding.
+        findings += check_self_signed(chain[0])
     if chain and name is not None:
         findings += check_name(chain[0], name)
     findings += check_chain(chain)

@@ -601,8 +601,17 @@ def test_find_all_on_served_chain(three_chain: list[CertInfo]) -> None:
     findings = certs.find_all(three_chain, NOW, name="other.example")
 
     assert [(finding.kind, finding.sha256) for finding in findings] == [
-        (FindingKind.SELF_SIGNED, three_chain[2].sha256),
         (FindingKind.NAME_MISMATCH, three_chain[0].sha256),
+    ]
+
+
+def test_find_all_self_signed_leaf() -> None:
+    leaf = decoded(Spec(subject=name("self.example")))
+
+    findings = certs.find_all([leaf], NOW, name="self.example")
+
+    assert [(finding.kind, finding.sha256) for finding in findings] == [
+        (FindingKind.SELF_SIGNED, leaf.sha256),
     ]
 
 

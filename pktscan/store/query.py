@@ -162,7 +162,7 @@ class ScanRow:
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """How an endpoint's leaf certificate differs between two scans.
+    """Difference in an endpoint's leaf certificate between two scans.
 
     `change` is ``added`` (a chain only in the second scan), ``removed``
     (only in the first) or ``changed`` (different leaves).

@@ -192,7 +192,6 @@ def test_findings_stored_per_observation(
     assert rows == [
         (1, expired_chain[0].sha256, "expired", "high"),
         (1, expired_chain[0].sha256, "self_signed", "medium"),
-        (2, chain_a[1].sha256, "self_signed", "medium"),
         (2, chain_a[0].sha256, "name_mismatch", "high"),
     ]
 
