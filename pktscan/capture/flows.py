@@ -23,6 +23,7 @@ address, ID and question.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import ipaddress
 import struct
@@ -168,6 +169,7 @@ class FlowSet:
         frames: frames read.
         undecoded: frames that were not IPv4/IPv6 TCP or UDP.
         damage: where reading stopped early, if it did.
+        start_time: timestamp of the first frame, or None for no frames.
     """
 
     connections: tuple[Connection, ...]
@@ -175,6 +177,7 @@ class FlowSet:
     frames: int
     undecoded: int
     damage: Damage | None = None
+    start_time: float | None = None
 
 
 @dataclass(slots=True)
@@ -350,8 +353,11 @@ def build_flows(frames: Iterable[Frame], damage: Damage | None = None) -> FlowSe
     finished: list[_ConnectionBuilder] = []
     dns = _DnsMatcher()
     count = undecoded = 0
+    start_time: float | None = None
     for frame in frames:
         count += 1
+        if start_time is None:
+            start_time = frame.timestamp
         packet = decode_frame(frame)
         if isinstance(packet, Segment):
             _add_segment(packet, active, finished)
@@ -366,6 +372,7 @@ def build_flows(frames: Iterable[Frame], damage: Damage | None = None) -> FlowSe
         count,
         undecoded,
         damage,
+        start_time,
     )
 
 
@@ -395,6 +402,4 @@ def flows_from_file(path: Path) -> FlowSet:
     """
     with read_capture(path) as reader:
         flows = build_flows(reader)
-        return FlowSet(
-            flows.connections, flows.dns, flows.frames, flows.undecoded, reader.damage
-        )
+        return dataclasses.replace(flows, damage=reader.damage)

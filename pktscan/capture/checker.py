@@ -1,0 +1,614 @@
+"""Check a capture against a profile's sequences and report per target.
+
+`check_flows` groups connections by server address and port (the target),
+turns each connection's segments and each target's lookups and connections
+into tokens, and walks them through the profile's `SequenceModel`s. Each
+token that no step accepts is a `Deviation` with its packet number, time,
+what was expected and what was seen. After a deviation the walk moves on to
+the first later step that accepts the token, so one mistake is reported once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pktscan.capture.decode import TH_ACK, TH_FIN, TH_RST, TH_SYN
+from pktscan.capture.flows import (
+    Connection,
+    ConnectionKind,
+    DnsExchange,
+    FlowSet,
+    Side,
+    TcpEvent,
+    flows_from_file,
+)
+from pktscan.capture.reader import Damage
+from pktscan.capture.sequence import (
+    PROFILES,
+    Profile,
+    ProfileModel,
+    Rule,
+    SequenceModel,
+    Step,
+)
+from pktscan.capture.tlsview import StreamView, view_stream
+
+HTTP_PORT = 80
+DNS_A_TYPES = (1, 28)
+DNS_PTR_TYPE = 12
+
+PROBE_TOKENS = {
+    ConnectionKind.PROBE: "probe_open",
+    ConnectionKind.CLOSED: "probe_closed",
+    ConnectionKind.UNANSWERED: "probe_filtered",
+    ConnectionKind.HANDSHAKE: "attempt",
+    ConnectionKind.PARTIAL: "partial",
+}
+ATTEMPT_TOKENS = {
+    ConnectionKind.PROBE: "attempt",
+    ConnectionKind.CLOSED: "closed",
+    ConnectionKind.UNANSWERED: "filtered",
+    ConnectionKind.HANDSHAKE: "attempt",
+    ConnectionKind.PARTIAL: "partial",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """One observation in a sequence: a segment, or a lookup or connection."""
+
+    kind: str
+    number: int | None
+    timestamp: float | None
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Deviation:
+    """A packet where the capture departs from the expected sequence.
+
+    Attributes:
+        number: packet number, or None when no packet carries the deviation.
+        timestamp: the packet's time, seconds since the epoch.
+        expected: what the sequence expected there.
+        seen: what the capture shows instead.
+    """
+
+    number: int | None
+    timestamp: float | None
+    expected: str
+    seen: str
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the deviation as a JSON object."""
+        return {
+            "packet": self.number,
+            "time": self.timestamp,
+            "expected": self.expected,
+            "seen": self.seen,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One connection to a target that carried (or should have carried) a hello.
+
+    Attributes:
+        number: packet number of its first segment.
+        hello_number: packet number of the first client payload byte.
+        client_port: the scanner's source port.
+        set_number: the protocol set of its ClientHello, or None.
+        hello: the label of what the client sent first.
+        certificate_number: packet that brought the certificate, or None.
+        alert: the server's first cleartext alert, or None.
+        close: which side closed the connection and how, for example
+            "RST from scanner", or "none" when no FIN or RST was captured.
+    """
+
+    number: int
+    hello_number: int
+    client_port: int
+    set_number: int | None
+    hello: str
+    certificate_number: int | None
+    alert: str | None
+    close: str
+
+    @property
+    def certificate(self) -> bool:
+        """Whether the server's flight carried a certificate."""
+        return self.certificate_number is not None
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the attempt as a JSON object."""
+        return {
+            "packet": self.number,
+            "hello_packet": self.hello_number,
+            "client_port": self.client_port,
+            "set": self.set_number,
+            "hello": self.hello,
+            "certificate": self.certificate,
+            "certificate_packet": self.certificate_number,
+            "alert": self.alert,
+            "close": self.close,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TargetVerdict:
+    """Whether one target's traffic follows the profile.
+
+    Attributes:
+        target: "address:port", IPv6 addresses in brackets.
+        probe: "open", "closed" or "filtered" from the SYN probe or first
+            connection, or None.
+        attempts: connections that carried a hello, in order.
+        deviations: in packet order.
+    """
+
+    target: str
+    probe: str | None
+    attempts: tuple[Attempt, ...]
+    deviations: tuple[Deviation, ...]
+
+    @property
+    def conforms(self) -> bool:
+        """True when the target's traffic showed no deviation."""
+        return not self.deviations
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the verdict as a JSON object."""
+        return {
+            "target": self.target,
+            "conforms": self.conforms,
+            "probe": self.probe,
+            "attempts": [attempt.to_json() for attempt in self.attempts],
+            "deviations": [deviation.to_json() for deviation in self.deviations],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    """The verdicts for one capture file.
+
+    Attributes:
+        path: the file checked.
+        profile: the profile checked against.
+        frames: frames read.
+        start_time: timestamp of the first frame, or None.
+        damage: where reading stopped early, or None.
+        targets: one verdict per target, ordered by first packet.
+    """
+
+    path: str
+    profile: Profile
+    frames: int
+    start_time: float | None
+    damage: Damage | None
+    targets: tuple[TargetVerdict, ...]
+
+    @property
+    def conforms(self) -> bool:
+        """True when every target conforms and the whole file was read."""
+        return self.damage is None and all(t.conforms for t in self.targets)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the report as a JSON object."""
+        damage = None
+        if self.damage is not None:
+            damage = {
+                "packet": self.damage.number,
+                "offset": self.damage.offset,
+                "reason": self.damage.reason,
+            }
+        return {
+            "file": self.path,
+            "profile": self.profile.value,
+            "frames": self.frames,
+            "start_time": self.start_time,
+            "conforms": self.conforms,
+            "damage": damage,
+            "targets": [target.to_json() for target in self.targets],
+        }
+
+
+def walk_sequence(
+    model: SequenceModel,
+    tokens: Sequence[Token],
+    end: Token,
+    *,
+    has_dns: bool = True,
+) -> list[Deviation]:
+    """Walk tokens through a model's steps and return the deviations.
+
+    Args:
+        model: the expected sequence.
+        tokens: observations in order.
+        end: where the sequence ends, used as "seen" for a missing step.
+        has_dns: whether the capture contains DNS; steps marked `needs_dns`
+            expect nothing without it.
+    """
+    walk = _Walk(model, has_dns)
+    for token in tokens:
+        walk.feed(token)
+    walk.finish(end)
+    return walk.deviations
+
+
+class _Walk:
+    def __init__(self, model: SequenceModel, has_dns: bool) -> None:
+        self.steps = model.steps
+        self.model = model
+        self.has_dns = has_dns
+        self.index = 0
+        self.count = 0
+        self.seen: set[str] = set()
+        self.reported: set[int] = set()
+        self.deviations: list[Deviation] = []
+
+    def _minimum(self, step: Step) -> int:
+        if step.requires is not None and step.requires not in self.seen:
+            return 0
+        if step.needs_dns and not self.has_dns:
+            return 0
+        return step.min_count
+
+    def _accepts(self, step: Step, token: Token, count: int) -> bool:
+        if token.kind not in step.tokens:
+            return False
+        if step.requires is not None and step.requires not in self.seen:
+            return False
+        return step.max_count is None or count < step.max_count
+
+    def _place(self, token: Token) -> int:
+        """Return the step that accepts the token, or -1 - the blocking step."""
+        position, count = self.index, self.count
+        while position < len(self.steps):
+            step = self.steps[position]
+            if self._accepts(step, token, count):
+                return position
+            if count < self._minimum(step):
+                return -1 - position
+            position, count = position + 1, 0
+        return -1 - len(self.steps)
+
+    def _finished(self) -> bool:
+        last = len(self.steps) - 1
+        if self.index < last:
+            return all(
+                self._minimum(step) == 0 for step in self.steps[self.index + 1 :]
+            ) and self.count >= self._minimum(self.steps[self.index])
+        return self.count >= self._minimum(self.steps[last])
+
+    def feed(self, token: Token) -> None:
+        placed = self._place(token)
+        if placed >= 0:
+            self._advance(placed, token)
+            return
+        blocked = -1 - placed
+        if blocked >= len(self.steps) and token.kind in self.model.trailing:
+            return
+        if token.kind in self.model.ignorable and not (
+            blocked >= len(self.steps) and self._finished()
+        ):
+            return
+        if blocked not in self.reported:
+            expected = (
+                self.steps[blocked].expected
+                if blocked < len(self.steps)
+                else self.model.after_last
+            )
+            self.deviations.append(
+                Deviation(token.number, token.timestamp, expected, token.text)
+            )
+            self.reported.add(blocked)
+        later = next(
+            (
+                position
+                for position in range(blocked + 1, len(self.steps))
+                if self._accepts(self.steps[position], token, 0)
+            ),
+            None,
+        )
+        if later is not None:
+            self._advance(later, token)
+
+    def _advance(self, position: int, token: Token) -> None:
+        if position != self.index:
+            self.index, self.count = position, 0
+        self.count += 1
+        self.seen.add(token.kind)
+
+    def finish(self, end: Token) -> None:
+        position, count = self.index, self.count
+        while position < len(self.steps):
+            step = self.steps[position]
+            if count < self._minimum(step):
+                if position not in self.reported:
+                    self.deviations.append(
+                        Deviation(end.number, end.timestamp, step.expected, end.text)
+                    )
+                return
+            position, count = position + 1, 0
+
+
+def _side_word(model: ProfileModel, side: Side) -> str:
+    return model.client if side is Side.CLIENT else model.server
+
+
+def segment_tokens(model: ProfileModel, events: Iterable[TcpEvent]) -> list[Token]:
+    """Turn a connection's segments into connection tokens (see sequence.py)."""
+    tokens: list[Token] = []
+    for event in events:
+        prefix = "c:" if event.sender is Side.CLIENT else "s:"
+        who = _side_word(model, event.sender)
+        text = f"{event.flag_names} from {who}"
+        if event.length:
+            text += f" with {event.length} bytes"
+        kinds = _segment_kinds(event)
+        for kind in kinds:
+            tokens.append(Token(prefix + kind, event.number, event.timestamp, text))
+    return tokens
+
+
+def _segment_kinds(event: TcpEvent) -> list[str]:
+    flags = event.flags
+    if flags & TH_RST:
+        return ["RST"]
+    if flags & TH_SYN:
+        return ["SYN/ACK" if flags & TH_ACK else "SYN"]
+    kinds = []
+    if event.length:
+        kinds.append("RETX" if event.retransmission else "DATA")
+    if flags & TH_FIN:
+        kinds.append("FIN")
+    return kinds or ["ACK"]
+
+
+def _target_text(server: tuple[str, int]) -> str:
+    address, port = server
+    if ":" in address:
+        return f"[{address}]:{port}"
+    return f"{address}:{port}"
+
+
+@dataclass(slots=True)
+class _TargetTraffic:
+    server: tuple[str, int]
+    connections: list[Connection]
+
+
+def check_flows(flows: FlowSet, profile: Profile, path: str = "") -> CheckReport:
+    """Check grouped flows against a profile and return the report."""
+    model = PROFILES[profile]
+    targets: dict[tuple[str, int], _TargetTraffic] = {}
+    for connection in flows.connections:
+        if model.data_only and not _carries_data(connection):
+            continue
+        traffic = targets.setdefault(
+            connection.server, _TargetTraffic(connection.server, [])
+        )
+        traffic.connections.append(connection)
+    lookups = _lookups_by_address(flows.dns)
+    has_dns = bool(flows.dns)
+    verdicts = tuple(
+        _check_target(model, traffic, lookups, has_dns) for traffic in targets.values()
+    )
+    return CheckReport(
+        path, profile, flows.frames, flows.start_time, flows.damage, verdicts
+    )
+
+
+def check_file(path: Path, profile: Profile) -> CheckReport:
+    """Read a capture file and check it against a profile.
+
+    Raises:
+        CaptureError: the file cannot be opened or is not a capture.
+    """
+    return check_flows(flows_from_file(path), profile, str(path))
+
+
+def _carries_data(connection: Connection) -> bool:
+    return bool(connection.client_stream.chunks or connection.server_stream.chunks)
+
+
+def _lookups_by_address(
+    exchanges: Iterable[DnsExchange],
+) -> dict[str, list[Token]]:
+    """Return dns_a and ptr tokens keyed by the address they concern."""
+    by_address: dict[str, list[Token]] = defaultdict(list)
+    for exchange in exchanges:
+        if exchange.response_number is None:
+            suffix = "unanswered"
+        else:
+            suffix = f"answered in packet {exchange.response_number}"
+        number, time = exchange.query_number, exchange.query_timestamp
+        if exchange.qtype in DNS_A_TYPES:
+            text = f"A/AAAA query for {exchange.name}, {suffix}"
+            for answer in exchange.answers:
+                by_address[answer].append(Token("dns_a", number, time, text))
+        elif exchange.qtype == DNS_PTR_TYPE:
+            address = _address_of_reverse_name(exchange.name)
+            if address is not None:
+                text = f"PTR query for {exchange.name}, {suffix}"
+                by_address[address].append(Token("ptr", number, time, text))
+    return by_address
+
+
+def _address_of_reverse_name(name: str) -> str | None:
+    labels = name.split(".")
+    try:
+        if name.endswith(".in-addr.arpa") and len(labels) == 6:
+            return str(ipaddress.IPv4Address(".".join(reversed(labels[:4]))))
+        if name.endswith(".ip6.arpa") and len(labels) == 34:
+            digits = "".join(reversed(labels[:32]))
+            groups = [digits[i : i + 4] for i in range(0, 32, 4)]
+            return str(ipaddress.IPv6Address(":".join(groups)))
+    except ValueError:
+        return None
+    return None
+
+
+def _check_target(
+    model: ProfileModel,
+    traffic: _TargetTraffic,
+    lookups: dict[str, list[Token]],
+    has_dns: bool,
+) -> TargetVerdict:
+    kinds = PROBE_TOKENS if model.profile is Profile.SCAN else ATTEMPT_TOKENS
+    tokens = list(lookups.get(traffic.server[0], []))
+    deviations: list[Deviation] = []
+    attempts: list[Attempt] = []
+    for connection in traffic.connections:
+        kind = kinds[connection.kind]
+        tokens.append(
+            Token(
+                kind,
+                connection.first_number,
+                connection.events[0].timestamp,
+                f"{_connection_text(connection)} from {model.client} port "
+                f"{connection.client[1]}",
+            )
+        )
+        deviations += _check_connection(model, connection)
+        if kind in ("attempt", "partial"):
+            attempts.append(_attempt(model, connection))
+    tokens.sort(key=lambda token: token.number or 0)
+    last = traffic.connections[-1]
+    end = Token("end", last.last_number, last.events[-1].timestamp, "no more traffic")
+    deviations += walk_sequence(model.target, tokens, end, has_dns=has_dns)
+    deviations += _check_rules(model, traffic.server[1], attempts, traffic.connections)
+    deviations.sort(key=lambda deviation: deviation.number or 0)
+    return TargetVerdict(
+        _target_text(traffic.server),
+        _probe_state(traffic.connections),
+        tuple(attempts),
+        tuple(deviations),
+    )
+
+
+def _connection_text(connection: Connection) -> str:
+    return {
+        ConnectionKind.PROBE: "SYN probe answered by SYN/ACK",
+        ConnectionKind.CLOSED: "SYN answered by RST",
+        ConnectionKind.UNANSWERED: "unanswered SYN",
+        ConnectionKind.HANDSHAKE: "connection",
+        ConnectionKind.PARTIAL: "connection without its SYN in the capture",
+    }[connection.kind]
+
+
+def _probe_state(connections: Sequence[Connection]) -> str | None:
+    states = {
+        ConnectionKind.PROBE: "open",
+        ConnectionKind.HANDSHAKE: "open",
+        ConnectionKind.CLOSED: "closed",
+        ConnectionKind.UNANSWERED: "filtered",
+    }
+    return states.get(connections[0].kind)
+
+
+def _check_connection(model: ProfileModel, connection: Connection) -> list[Deviation]:
+    sequence = model.connections.get(connection.kind)
+    if sequence is None:
+        return []
+    tokens = segment_tokens(model, connection.events)
+    last = connection.events[-1]
+    end = Token("end", last.number, last.timestamp, "end of the connection")
+    return walk_sequence(sequence, tokens, end)
+
+
+def _attempt(model: ProfileModel, connection: Connection) -> Attempt:
+    client_view = view_stream(connection.client_stream.data, from_client=True)
+    server_view = view_stream(connection.server_stream.data, from_client=False)
+    hello_chunk = connection.client_stream.packet_at(0)
+    hello = client_view.messages[0].name if client_view.messages else "no data"
+    certificate_number = None
+    if server_view.certificate_offset is not None:
+        chunk = connection.server_stream.packet_at(server_view.certificate_offset)
+        certificate_number = chunk.number if chunk is not None else None
+    return Attempt(
+        connection.first_number,
+        hello_chunk.number if hello_chunk is not None else connection.first_number,
+        connection.client[1],
+        client_view.hello_set,
+        hello,
+        certificate_number,
+        server_view.alert,
+        _close_text(model, connection.events),
+    )
+
+
+def _close_text(model: ProfileModel, events: Iterable[TcpEvent]) -> str:
+    for event in events:
+        if event.flags & (TH_RST | TH_FIN):
+            what = "RST" if event.flags & TH_RST else "FIN"
+            return f"{what} from {_side_word(model, event.sender)}"
+    return "none"
+
+
+def _check_rules(
+    model: ProfileModel,
+    port: int,
+    attempts: Sequence[Attempt],
+    connections: Sequence[Connection],
+) -> list[Deviation]:
+    timestamps = {
+        event.number: event.timestamp for c in connections for event in c.events
+    }
+    deviations: list[Deviation] = []
+    previous_set: int | None = None
+    certificate_number: int | None = None
+    for attempt in attempts:
+        if Rule.NONE_AFTER_CERTIFICATE in model.rules and certificate_number:
+            deviations.append(
+                Deviation(
+                    attempt.number,
+                    timestamps.get(attempt.number),
+                    f"no attempt after the certificate in packet {certificate_number}",
+                    f"{attempt.hello} from port {attempt.client_port}",
+                )
+            )
+        time = timestamps.get(attempt.hello_number)
+        deviations += _hello_deviations(model, port, attempt, previous_set, time)
+        if attempt.set_number is not None:
+            previous_set = attempt.set_number
+        certificate_number = certificate_number or attempt.certificate_number
+    return deviations
+
+
+def _hello_deviations(
+    model: ProfileModel,
+    port: int,
+    attempt: Attempt,
+    previous_set: int | None,
+    time: float | None,
+) -> list[Deviation]:
+    def deviation(expected: str) -> Deviation:
+        return Deviation(attempt.hello_number, time, expected, attempt.hello)
+
+    if port == HTTP_PORT:
+        is_http = attempt.hello.startswith("HTTP ")
+        if Rule.HTTP_ON_PORT_80 in model.rules and not is_http:
+            return [deviation("HTTP request")]
+        return []
+    if attempt.set_number is None:
+        if Rule.HELLO_FROM_A_SET in model.rules:
+            return [deviation("ClientHello of protocol set 1-4")]
+        return []
+    increasing = previous_set is None or attempt.set_number > previous_set
+    if Rule.SETS_INCREASING in model.rules and not increasing:
+        return [deviation(f"ClientHello of a set above {previous_set}")]
+    return []
+
+
+def view_connection(connection: Connection) -> tuple[StreamView, StreamView]:
+    """Return the (client, server) message views of a connection."""
+    return (
+        view_stream(connection.client_stream.data, from_client=True),
+        view_stream(connection.server_stream.data, from_client=False),
+    )
