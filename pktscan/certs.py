@@ -518,7 +518,7 @@ def find_all(
     findings: list[Finding] = []
     for cert in chain:
         if cert.error is not None:
-            message = f"could not decode: {cert.error}"
+            message = f"failed to decode: {cert.error}"
             kind, severity = FindingKind.UNDECODABLE, Severity.MEDIUM
             findings.append(Finding(kind, severity, cert.sha256, message))
         findings += check_validity(cert, now, expiring_within_days)

@@ -622,7 +622,7 @@ def test_find_all_reports_undecodable() -> None:
 
     assert kinds(findings) == [FindingKind.UNDECODABLE]
     assert findings[0].sha256 == hashlib.sha256(b"junk").hexdigest()
-    assert findings[0].message.startswith("could not decode: invalid X.509 DER")
+    assert findings[0].message.startswith("failed to decode: invalid X.509 DER")
 
 
 def test_finding_to_json() -> None:
