@@ -1,0 +1,109 @@
+"""The `pktscan capture` commands: verify and show captures.
+
+Exit codes of `verify`: 0 when every target conforms, 1 when any deviates,
+the file is damaged part-way or holds no target, 2 when the file cannot be
+read at all.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pktscan.capture.checker import CheckReport, TargetVerdict, check_file
+from pktscan.capture.sequence import Profile
+from pktscan.errors import CaptureError
+
+EXIT_CONFORMS = 0
+EXIT_DEVIATES = 1
+EXIT_UNREADABLE = 2
+
+app = typer.Typer(
+    help="Check and display packet captures of scans.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.callback()
+def capture() -> None:
+    """Check and display packet captures of scans."""
+
+
+def _fail_unreadable(error: CaptureError) -> typer.Exit:
+    typer.echo(f"error: {error.message}", err=True)
+    if error.hint:
+        typer.echo(f"hint: {error.hint}", err=True)
+    return typer.Exit(EXIT_UNREADABLE)
+
+
+def _attempt_text(verdict: TargetVerdict) -> str:
+    parts = []
+    for attempt in verdict.attempts:
+        label = f"set {attempt.set_number}" if attempt.set_number else attempt.hello
+        if attempt.certificate:
+            outcome = f"certificate in packet {attempt.certificate_number}"
+        elif attempt.alert:
+            outcome = f"no certificate, {attempt.alert}"
+        else:
+            outcome = "no certificate"
+        parts.append(f"{label} ({outcome}, close: {attempt.close})")
+    return "; ".join(parts) or "none"
+
+
+def render_report(report: CheckReport) -> str:
+    """Format a report as text: a line per target, then its deviations."""
+    lines = [f"{report.path}: {report.frames} frames, profile {report.profile.value}"]
+    start = report.start_time or 0.0
+    for verdict in report.targets:
+        state = "conforms" if verdict.conforms else "DEVIATES"
+        lines.append(
+            f"{verdict.target}  {state}  probe {verdict.probe or 'none'}  "
+            f"attempts: {_attempt_text(verdict)}"
+        )
+        for deviation in verdict.deviations:
+            where = f"packet {deviation.number}" if deviation.number else "no packet"
+            when = (
+                f"+{deviation.timestamp - start:.6f}s"
+                if deviation.timestamp is not None
+                else "-"
+            )
+            lines.append(
+                f"  {where}  {when}  expected {deviation.expected}; "
+                f"seen {deviation.seen}"
+            )
+    if report.damage is not None:
+        lines.append(f"damage: reading stopped at {report.damage}")
+    if not report.targets:
+        lines.append("result: no target traffic found")
+    else:
+        deviating = sum(not verdict.conforms for verdict in report.targets)
+        lines.append(f"result: {deviating} of {len(report.targets)} targets deviate")
+    return "\n".join(lines)
+
+
+@app.command()
+def verify(
+    file: Annotated[Path, typer.Argument(help="pcap or pcapng file, may be gzipped")],
+    profile: Annotated[
+        Profile,
+        typer.Option(help="expected behaviour: scan (kernel engine), raw, or any"),
+    ] = Profile.SCAN,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="print the report as JSON")
+    ] = False,
+) -> None:
+    """Check that a capture shows the documented wire sequence per target."""
+    try:
+        report = check_file(file, profile)
+    except CaptureError as error:
+        raise _fail_unreadable(error) from error
+    if json_output:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        typer.echo(render_report(report))
+    passed = report.conforms and bool(report.targets)
+    raise typer.Exit(EXIT_CONFORMS if passed else EXIT_DEVIATES)
