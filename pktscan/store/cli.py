@@ -29,6 +29,7 @@ from rich.table import Table
 from pktscan.certs import FindingKind
 from pktscan.errors import InputError, LocalError, PktscanError
 from pktscan.store import query
+from pktscan.store.merge import merge_inventory
 from pktscan.store.query import Filters
 from pktscan.store.sqlite import Inventory, InventoryError, default_inventory_path
 
@@ -465,3 +466,29 @@ def _csv_text(rows: Sequence[query.ServedRow]) -> str:
     for row in rows:
         writer.writerow(row.to_json())
     return buffer.getvalue()
+
+
+@app.command("import")
+@_reports_errors
+def import_command(
+    source: Annotated[Path, typer.Argument(help="Inventory file to copy scans from.")],
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            "--db",
+            help="Inventory to merge into, created if missing (default: the one"
+            " in the user's data directory).",
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Merge the scans of another inventory, e.g. from another shard's machine."""
+    with Inventory.open(db or default_inventory_path()) as target:
+        counts = merge_inventory(target, source)
+    if as_json:
+        _print_json(counts.to_json())
+        return
+    typer.echo(
+        f"imported {counts.scans} scans, {counts.observations} results and"
+        f" {counts.certificates} new certificates from {source}"
+    )
