@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,6 +55,7 @@ MARKER_FILE = ".pktscan-lab"
 READY_TIMEOUT_S = 20.0
 STATUS_CONNECT_TIMEOUT_S = 1.0
 _LOG_TAIL_LINES = 5
+_PROBE_POLL_S = 0.1
 
 
 def require_root() -> None:
@@ -227,6 +229,7 @@ class Lab:
         states = self._collect(
             probe, limit=len(targets) * STATUS_CONNECT_TIMEOUT_S + 10
         )
+        assert states is not None
         report = []
         for entry, target in zip(servers, targets, strict=True):
             processes = {
@@ -323,13 +326,33 @@ class Lab:
             env=python_env(),
         )
 
-    def _collect(self, probe: subprocess.Popen[str], limit: float) -> dict[str, str]:
-        try:
-            stdout, stderr = probe.communicate(timeout=limit)
-        except subprocess.TimeoutExpired:
-            probe.kill()
-            probe.communicate()
-            raise LabError(f"port probe did not finish within {limit:.0f} s") from None
+    def _collect(
+        self,
+        probe: subprocess.Popen[str],
+        limit: float,
+        watched: Sequence[str] = (),
+    ) -> dict[str, str] | None:
+        """Return the probe's result, or None when a watched process exits.
+
+        Stopping at the first exited server spares the wait for a port that
+        will never open.
+        """
+        deadline = time.monotonic() + limit
+        while True:
+            try:
+                stdout, stderr = probe.communicate(timeout=_PROBE_POLL_S)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            exited = self._processes is not None and any(
+                self._processes.exited(name) is not None for name in watched
+            )
+            if exited or time.monotonic() >= deadline:
+                probe.kill()
+                probe.communicate()
+                if exited:
+                    return None
+                raise LabError(f"port probe did not finish within {limit:.0f} s")
         if probe.returncode != 0:
             raise LabError(f"port probe failed: {stderr.strip()}")
         result: dict[str, str] = json.loads(stdout)
@@ -367,13 +390,40 @@ class Lab:
                 )
             )
         states: dict[str, str] = {}
-        for probe in probes:
-            states.update(self._collect(probe, limit))
+        server_exited = False
+        try:
+            for probe in probes:
+                watched = [launch.name for launch in launches]
+                result = self._collect(probe, limit, watched)
+                if result is None:
+                    server_exited = True
+                    break
+                states.update(result)
+        finally:
+            for probe in probes:
+                if probe.poll() is None:
+                    probe.kill()
+                    probe.communicate()
 
+        assert self._processes is not None
+        if server_exited:
+            not_ready = [
+                launch
+                for launch in launches
+                if self._processes.exited(launch.name) is not None
+            ]
+        else:
+            not_ready = [
+                launch for launch in launches if states.get(launch.ready) != "open"
+            ]
+        # The state directory goes away with the failed lab, so the logs
+        # move to a directory of their own that the message names.
+        log_dir = self._preserve_logs() if not_ready else self.layout.logs
         failures = [
-            self._not_ready_message(launch, states.get(launch.ready, "not probed"))
-            for launch in launches
-            if states.get(launch.ready) != "open"
+            self._not_ready_message(
+                launch, states.get(launch.ready, "not probed"), log_dir
+            )
+            for launch in not_ready
         ]
         failures += [
             f"closed port {target} answered {states.get(target)!r}, expected a reset"
@@ -386,13 +436,19 @@ class Lab:
                 hint="read the named log files",
             )
 
-    def _not_ready_message(self, launch: Launch, state: str) -> str:
+    def _preserve_logs(self) -> Path:
+        """Copy the logs out of the state directory and return the copy."""
+        copy = Path(tempfile.mkdtemp(prefix=f"pktscan-lab-{self.name}-logs-"))
+        shutil.copytree(self.layout.logs, copy, dirs_exist_ok=True)
+        return copy
+
+    def _not_ready_message(self, launch: Launch, state: str, log_dir: Path) -> str:
         assert self._processes is not None
         exit_code = self._processes.exited(launch.name)
-        log_file = self.layout.log_file(launch.name)
+        log_file = log_dir / self.layout.log_file(launch.name).name
         status = "still running" if exit_code is None else f"exited with {exit_code}"
         message = (
-            f"{launch.name} ({launch.ready}) is {state} after {READY_TIMEOUT_S:.0f} s, "
+            f"{launch.name} ({launch.ready}) is not ready: port {state}, "
             f"process {status}, log {log_file}"
         )
         tail = _tail(log_file, _LOG_TAIL_LINES)
