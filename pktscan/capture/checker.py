@@ -39,6 +39,9 @@ from pktscan.capture.sequence import (
 from pktscan.capture.tlsview import StreamView, view_stream
 
 HTTP_PORT = 80
+# Attempt.hello of a connection whose client sent no payload; the connection
+# model already reports the missing ClientHello.
+NO_DATA = "no data"
 DNS_A_TYPES = (1, 28)
 DNS_PTR_TYPE = 12
 
@@ -526,7 +529,7 @@ def _attempt(model: ProfileModel, connection: Connection) -> Attempt:
     client_view = view_stream(connection.client_stream.data, from_client=True)
     server_view = view_stream(connection.server_stream.data, from_client=False)
     hello_chunk = connection.client_stream.packet_at(0)
-    hello = client_view.messages[0].name if client_view.messages else "no data"
+    hello = client_view.messages[0].name if client_view.messages else NO_DATA
     certificate_number = None
     if server_view.certificate_offset is not None:
         chunk = connection.server_stream.packet_at(server_view.certificate_offset)
@@ -590,6 +593,9 @@ def _hello_deviations(
 ) -> list[Deviation]:
     def deviation(expected: str) -> Deviation:
         return Deviation(attempt.hello_number, time, expected, attempt.hello)
+
+    if attempt.hello == NO_DATA:
+        return []
 
     if port == HTTP_PORT:
         is_http = attempt.hello.startswith("HTTP ")
