@@ -122,7 +122,7 @@ def _reading(db: Path | None) -> Iterator[sqlite3.Connection]:
             f"inventory {path} not found",
             hint="run pktscan scan to create it, or pass --db PATH",
         )
-    store = Inventory.open(path)
+    store = Inventory.open(path, background_flush=False)
     try:
         yield store.connection
     except sqlite3.DatabaseError as exc:

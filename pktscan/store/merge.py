@@ -124,20 +124,21 @@ def merge_inventory(target: Inventory, source_path: Path) -> MergeCounts:
             f"invalid merge: inventory {source_path} is the target itself",
             hint="give another inventory file",
         )
-    Inventory.open(source_path).close()
-    target.flush()
-    connection = target.connection
-    try:
-        connection.execute("ATTACH DATABASE ? AS source", (str(source_path),))
-    except sqlite3.Error as exc:
-        raise InventoryError(
-            f"failed to attach inventory {source_path}: {exc}",
-            hint="check that the file is a readable pktscan inventory",
-        ) from exc
-    try:
-        return _copy(connection, source_path)
-    finally:
-        connection.execute("DETACH DATABASE source")
+    Inventory.open(source_path, background_flush=False).close()
+    with target.lock:
+        target.flush()
+        connection = target.connection
+        try:
+            connection.execute("ATTACH DATABASE ? AS source", (str(source_path),))
+        except sqlite3.Error as exc:
+            raise InventoryError(
+                f"failed to attach inventory {source_path}: {exc}",
+                hint="check that the file is a readable pktscan inventory",
+            ) from exc
+        try:
+            return _copy(connection, source_path)
+        finally:
+            connection.execute("DETACH DATABASE source")
 
 
 def _copy(connection: sqlite3.Connection, source_path: Path) -> MergeCounts:

@@ -1,9 +1,11 @@
 """The certificate inventory, an SQLite database that scans append to.
 
 Writes are batched: `Inventory.add_result` opens a transaction and commits
-it after `batch_size` results, or when it adds a result `commit_interval`
-seconds or more after the last commit. Nothing commits between calls, so a
-caller that stops adding results for a while should call `flush`.
+it after `batch_size` results, or once `commit_interval` seconds have passed
+since the last commit. The time check runs at each `add_result` and, in an
+inventory from `Inventory.open`, in a background thread every
+`commit_interval` seconds, so a result waits at most about two intervals
+for its commit even when no further result arrives.
 
 The database runs in WAL mode, so a scanner killed at any moment leaves a
 consistent file that contains every result committed before the kill and none
@@ -18,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -34,7 +37,7 @@ __all__ = ["Inventory", "InventoryError", "default_inventory_path", "format_epoc
 #: Results per transaction when the caller does not choose.
 DEFAULT_BATCH_SIZE = 500
 
-#: Seconds after which a pending batch is committed at the next result.
+#: Maximum age, in seconds, of a pending batch before it is committed.
 DEFAULT_COMMIT_INTERVAL = 1.0
 
 #: Milliseconds a writer waits for another process's lock before failing.
@@ -73,8 +76,13 @@ def connect(path: Path) -> sqlite3.Connection:
         InventoryError: the file is not an SQLite database or cannot be opened.
     """
     try:
+        # Inventory serialises all use of the connection with its lock, so
+        # the background flush thread may share it.
         connection = sqlite3.connect(
-            path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000
+            path,
+            isolation_level=None,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            check_same_thread=False,
         )
     except sqlite3.Error as exc:
         raise _error("failed to open inventory", path, exc) from exc
@@ -103,8 +111,8 @@ def _error(action: str, path: Path, exc: sqlite3.Error) -> InventoryError:
 class Inventory:
     """A connection to the inventory that records scans and their results.
 
-    One `Inventory` serves one thread. Several processes (shards of one
-    scan) may write the same file at once: SQLite serialises their
+    The methods are thread-safe: a lock serialises them. Several processes
+    (shards of one scan) may write the same file at once: SQLite serialises their
     transactions and a writer waits up to `BUSY_TIMEOUT_MS` for the lock.
     """
 
@@ -128,6 +136,10 @@ class Inventory:
         self._clock = clock
         self._pending = 0
         self._last_commit = clock()
+        self._lock = threading.RLock()
+        self._stop_flusher = threading.Event()
+        self._flusher: threading.Thread | None = None
+        self._flusher_error: InventoryError | None = None
 
     @classmethod
     def open(
@@ -136,14 +148,17 @@ class Inventory:
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
         commit_interval: float = DEFAULT_COMMIT_INTERVAL,
+        background_flush: bool = True,
     ) -> Inventory:
         """Open or create the inventory at `path` and migrate its schema.
 
         Args:
             path: the database file; missing parent directories are created.
             batch_size: results per transaction.
-            commit_interval: seconds after which `add_result` commits the
-                pending batch even when it is smaller than `batch_size`.
+            commit_interval: seconds after which the pending batch is
+                committed even when it is smaller than `batch_size`.
+            background_flush: start the thread that commits a pending batch
+                once it is `commit_interval` seconds old.
 
         Raises:
             InventoryError: the file cannot be created, is not an SQLite
@@ -169,14 +184,45 @@ class Inventory:
         except sqlite3.Error as exc:
             connection.close()
             raise _error("failed to migrate inventory", path, exc) from exc
-        return cls(
+        inventory = cls(
             connection, path, batch_size=batch_size, commit_interval=commit_interval
         )
+        if background_flush and commit_interval > 0:
+            inventory.start_background_flush()
+        return inventory
+
+    def start_background_flush(self) -> None:
+        """Start a daemon thread that runs `flush_if_due` every interval.
+
+        An error in that thread is raised by the next `add_result`, `flush`,
+        `finish_scan` or `close`.
+        """
+        with self._lock:
+            if self._flusher is not None:
+                return
+            self._flusher = threading.Thread(
+                target=self._run_flusher, name="pktscan-inventory-flush", daemon=True
+            )
+            self._flusher.start()
+
+    def _run_flusher(self) -> None:
+        # Event.wait returns True when close() sets the event, ending the loop.
+        while not self._stop_flusher.wait(self._commit_interval):
+            try:
+                self.flush_if_due()
+            except InventoryError as exc:
+                self._flusher_error = exc
+                return
 
     @property
     def connection(self) -> sqlite3.Connection:
         """The SQLite connection, for the read queries of `pktscan.store.query`."""
         return self._connection
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The lock to hold while using `connection` directly."""
+        return self._lock
 
     @property
     def pending_results(self) -> int:
@@ -194,13 +240,14 @@ class Inventory:
         Returns:
             The scan id to pass to `add_result` and `finish_scan`.
         """
-        self.flush()
         text = json.dumps(arguments, sort_keys=True, default=str)
-        with self._write("begin scan"):
-            cursor = self._connection.execute(
-                "INSERT INTO scans (arguments, started, shard) VALUES (?, ?, ?)",
-                (text, format_epoch(time.time()), shard),
-            )
+        with self._lock:
+            self.flush()
+            with self._write("begin scan"):
+                cursor = self._connection.execute(
+                    "INSERT INTO scans (arguments, started, shard) VALUES (?, ?, ?)",
+                    (text, format_epoch(time.time()), shard),
+                )
         scan_id = cursor.lastrowid
         if scan_id is None:
             raise InventoryError(f"inventory {self.path} returned no scan id")
@@ -213,6 +260,11 @@ class Inventory:
         already stored. Findings are computed for the chain at the
         result's time, with `result.name` as the name to match.
         """
+        with self._lock:
+            self._raise_flusher_error()
+            self._add_result(scan_id, result)
+
+    def _add_result(self, scan_id: int, result: PortResult) -> None:
         if not self._connection.in_transaction:
             self._execute("BEGIN IMMEDIATE", "begin batch")
         with self._write(f"store result {result.ip}:{result.port}"):
@@ -231,10 +283,24 @@ class Inventory:
 
     def flush(self) -> None:
         """Commit the pending results now."""
-        if self._connection.in_transaction:
-            self._execute("COMMIT", "commit batch")
-        self._pending = 0
-        self._last_commit = self._clock()
+        with self._lock:
+            self._raise_flusher_error()
+            if self._connection.in_transaction:
+                self._execute("COMMIT", "commit batch")
+            self._pending = 0
+            self._last_commit = self._clock()
+
+    def flush_if_due(self) -> None:
+        """Commit the pending results if the last commit is an interval old."""
+        with self._lock:
+            age = self._clock() - self._last_commit
+            if self._pending and age >= self._commit_interval:
+                self.flush()
+
+    def _raise_flusher_error(self) -> None:
+        if self._flusher_error is not None:
+            error, self._flusher_error = self._flusher_error, None
+            raise error
 
     def finish_scan(self, scan_id: int, counts: dict[str, int]) -> None:
         """Record the end of a scan with its counts, and commit everything.
@@ -242,22 +308,27 @@ class Inventory:
         Raises:
             ValueError: no scan has this id.
         """
-        self.flush()
         ended = format_epoch(time.time())
-        with self._write("finish scan"):
-            cursor = self._connection.execute(
-                "UPDATE scans SET ended = ?, counts = ? WHERE id = ?",
-                (ended, json.dumps(counts, sort_keys=True), scan_id),
-            )
+        with self._lock:
+            self.flush()
+            with self._write("finish scan"):
+                cursor = self._connection.execute(
+                    "UPDATE scans SET ended = ?, counts = ? WHERE id = ?",
+                    (ended, json.dumps(counts, sort_keys=True), scan_id),
+                )
         if cursor.rowcount != 1:
             raise ValueError(f"no scan with id {scan_id} in {self.path}")
 
     def close(self) -> None:
-        """Commit the pending results and close the connection."""
-        try:
-            self.flush()
-        finally:
-            self._connection.close()
+        """Stop the background thread, commit the pending results and close."""
+        self._stop_flusher.set()
+        if self._flusher is not None:
+            self._flusher.join()
+        with self._lock:
+            try:
+                self.flush()
+            finally:
+                self._connection.close()
 
     def __enter__(self) -> Inventory:
         return self

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -251,6 +252,44 @@ def test_batch_commits_after_interval(db: Path, chain_a: list[CertInfo]) -> None
     assert pending == 2
     assert before == 0
     assert after == 3
+
+
+def test_flush_if_due_uses_interval(db: Path, chain_a: list[CertInfo]) -> None:
+    clock = FakeClock()
+    Inventory.open(db).close()
+    inventory = Inventory(connect(db), db, commit_interval=2.0, clock=clock)
+    scan = inventory.begin_scan({})
+    inventory.add_result(scan, tls_result("198.18.0.2", 443, chain_a, T0))
+
+    clock.now += 1.9
+    inventory.flush_if_due()
+    early = count(db, "observations")
+    clock.now += 0.1
+    inventory.flush_if_due()
+    due = count(db, "observations")
+    inventory.close()
+
+    assert early == 0
+    assert due == 1
+
+
+def test_background_flush_commits_idle_batch(db: Path, chain_a: list[CertInfo]) -> None:
+    inventory = Inventory.open(db, batch_size=100, commit_interval=0.05)
+    scan = inventory.begin_scan({})
+    inventory.add_result(scan, tls_result("198.18.0.2", 443, chain_a, T0))
+
+    # Wait for the thread's commit; the bound only keeps a failure from hanging.
+    committed = 0
+    for _ in range(600):
+        committed = count(db, "observations")
+        if committed:
+            break
+        threading.Event().wait(0.05)
+    pending = inventory.pending_results
+    inventory.close()
+
+    assert committed == 1
+    assert pending == 0
 
 
 def test_begin_scan_committed_at_once(db: Path) -> None:
