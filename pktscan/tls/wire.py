@@ -65,6 +65,16 @@ class ByteReader:
         self.position += length
         return chunk
 
+    def sub(self, length: int, field: str) -> ByteReader:
+        """Read `length` bytes of `field` and return a reader over them."""
+        start = self.position
+        data = self.read(length, field)
+        segments = [(0, self.stream_offset(start))]
+        for segment_start, offset in zip(self._starts, self._offsets, strict=True):
+            if start < segment_start < start + length:
+                segments.append((segment_start - start, offset))
+        return ByteReader(data, segments)
+
     def uint(self, size: int, field: str) -> int:
         """Read a `size`-byte big-endian unsigned integer."""
         return int.from_bytes(self.read(size, field), "big")
