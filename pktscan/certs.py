@@ -452,8 +452,20 @@ def _dns_name_matches(pattern: str, name: str) -> bool:
 
 
 def _common_names(cert: CertInfo) -> list[str]:
+    """Return the subject CNs, or none when the certificate has a SAN.
+
+    A SAN extension that failed to decode still counts as present, so the
+    CN is not used in its place.
+    """
     parsed = _load(cert)
     if parsed is None:
+        return []
+    try:
+        parsed.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        return []
+    except x509.ExtensionNotFound:
+        pass
+    except ValueError:
         return []
     try:
         attributes = parsed.subject.get_attributes_for_oid(NameOID.COMMON_NAME)

@@ -12,7 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, padding, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtensionOID, NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -244,6 +244,35 @@ def test_decode_truncated_certificate_kept() -> None:
     assert info.subject is None
     assert info.error is not None
     assert info.error.startswith(f"invalid X.509 DER ({len(der)} bytes): ")
+
+
+def test_decode_broken_san_keeps_other_fields() -> None:
+    # A SAN whose only GeneralName (dNSName, tag 0x82) claims 5 bytes but has 1.
+    broken_san = x509.UnrecognizedExtension(
+        ExtensionOID.SUBJECT_ALTERNATIVE_NAME, b"\x30\x03\x82\x05a"
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    der = (
+        x509.CertificateBuilder()
+        .subject_name(name("bad-san.example"))
+        .issuer_name(name("bad-san.example"))
+        .public_key(key.public_key())
+        .serial_number(9)
+        .not_valid_before(NOW)
+        .not_valid_after(NOW + timedelta(days=1))
+        .add_extension(broken_san, critical=False)
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.DER)
+    )
+
+    info = certs.decode_certificate(der)
+
+    assert info.subject == "CN=bad-san.example"
+    assert info.key_type == "EC"
+    assert info.san == ()
+    assert info.error is not None
+    assert info.error.startswith("subjectAltName: ")
+    assert certs.name_matches(info, "bad-san.example") is False
 
 
 def test_decode_chain_keeps_order_and_bad_entries() -> None:
