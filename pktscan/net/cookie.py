@@ -1,7 +1,8 @@
 """The SYN cookie: a keyed hash of the 4-tuple carried in the sequence number.
 
 A target that answers a SYN acknowledges sequence + 1, with SYN/ACK for an
-open port and RST/ACK for a closed one (RFC 9293 section 3.10.7.2). Checking
+open port and RST/ACK for a closed one (RFC 793, "SEGMENT ARRIVES", states
+LISTEN and CLOSED; a SYN counts as one octet of sequence space). Checking
 that acknowledgment against the hash recomputed from the answer's addresses
 and ports proves that the answer belongs to a probe of this scan, with no
 table of probes sent. The key is random per scan, so a third party cannot

@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 SOURCE_PORT_RANGE = (61001, 65535)
 SEEN_LIMIT = 65536
 LOGGED_ROUTE_ERRORS = 10
+LOGGED_SEND_ERRORS = 10
 LOOPBACK_INTERFACE = "lo"
 
 State = Literal["open", "closed", "filtered"]
@@ -84,19 +85,24 @@ class ProbeStats:
 
     Attributes:
         sent: SYNs sent, retransmissions included.
+        sent_routed: those of `sent` that went through the kernel's routing
+            (IPPROTO_RAW) because the next hop's link-layer address was not
+            in the neighbour table; the rest went out over AF_PACKET.
         received: answers with a valid cookie, duplicates included.
         duplicates: valid answers for a probe already answered.
         late: valid answers for a probe already reported as filtered.
         invalid: TCP segments to our port whose cookie did not match.
         unroutable: targets skipped because the kernel has no route to them.
         resets_sent: crafted RSTs sent in answer to SYN/ACKs.
-        send_drops: packets given up after the device queue stayed full.
+        send_drops: packets that could not be sent: the device queue stayed
+            full, or the socket reported an error.
         kernel_drops: packets the kernel dropped before our receive socket
             read them (PACKET_STATISTICS).
         elapsed: seconds from the first SYN to the end of the final wait.
     """
 
     sent: int = 0
+    sent_routed: int = 0
     received: int = 0
     open: int = 0
     closed: int = 0
@@ -318,10 +324,15 @@ class _Prober:
         if not route.local:
             hop = self.neighbours.lookup(route.interface, route.next_hop)
         if hop is not None:
-            self.sender.send_link(packet, route.interface, version, hop)
+            sent = self.sender.send_link(packet, route.interface, version, hop)
         else:
-            self.sender.send_routed(packet, version, ip)
+            sent = self.sender.send_routed(packet, version, ip)
+            self.stats.sent_routed += 1
         self.stats.sent += 1
+        if not sent and self.sender.dropped <= LOGGED_SEND_ERRORS:
+            logger.error(
+                "%s sending SYN failed: %s", endpoint(ip, port), self.sender.last_error
+            )
         logger.debug(
             "%s SYN %d sent via %s", endpoint(ip, port), attempt, route.interface
         )

@@ -51,6 +51,7 @@ class Sender:
             socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW, "raw IPv6"
         )
         self.dropped = 0
+        self.last_error: OSError | None = None
 
     def close(self) -> None:
         for sock in (self.link, self.raw4, self.raw6):
@@ -84,9 +85,15 @@ class Sender:
                 return True
             except OSError as error:
                 if error.errno != errno.ENOBUFS:
-                    raise
+                    # Raw sockets report ICMP errors of earlier packets
+                    # (EHOSTUNREACH, ECONNREFUSED) on a later send, so one
+                    # error does not end the run.
+                    self.dropped += 1
+                    self.last_error = error
+                    return False
                 time.sleep(SEND_RETRY_SECONDS)
         self.dropped += 1
+        self.last_error = OSError(errno.ENOBUFS, "device queue full")
         return False
 
 

@@ -1,0 +1,294 @@
+"""The SYN prober against real listeners in namespaces that the tests create.
+
+Each test runs the prober in a scanner namespace against a target namespace
+with a listener on one port, nothing on another, and an nft drop on a third.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import dpkt
+import pytest
+
+from tests.net.conftest import (
+    CLOSED_PORT,
+    FILTERED_PORT,
+    OPEN_PORT,
+    READY_TIMEOUT,
+    NamespacePair,
+)
+
+pytestmark = pytest.mark.rawsock
+
+DRIVER = """
+import json, sys
+from pktscan.net.prober import probe
+targets = [tuple(item) for item in json.loads(sys.argv[1])]
+results = []
+stats = probe(targets, on_result=results.append, **json.loads(sys.argv[2]))
+print(json.dumps({"results": [r.to_json() for r in results],
+                  "stats": stats.to_json()}))
+"""
+
+OPTIONS = {"rate": 200, "retries": 1, "wait": 0.5, "source_port": 61234}
+
+
+def run_driver(
+    pair: NamespacePair, targets: list[tuple[str, int]], **overrides: Any
+) -> dict[str, Any]:
+    options = dict(OPTIONS, **overrides)
+    completed = pair.run_in_scanner(
+        "-c", DRIVER, json.dumps(targets), json.dumps(options)
+    )
+    assert completed.returncode == 0, completed.stderr
+    output: dict[str, Any] = json.loads(completed.stdout)
+    return output
+
+
+def states_by_port(output: dict[str, Any]) -> dict[int, str]:
+    return {result["port"]: result["state"] for result in output["results"]}
+
+
+def prepare_target(pair: NamespacePair, address: str) -> list[tuple[str, int]]:
+    pair.start_listener(address, OPEN_PORT)
+    pair.drop_port(FILTERED_PORT)
+    return [(address, OPEN_PORT), (address, CLOSED_PORT), (address, FILTERED_PORT)]
+
+
+def target_mac(pair: NamespacePair) -> str:
+    links = json.loads(
+        pair.exec_in(pair.target, "ip", "-j", "link", "show", pair.target_link)
+    )
+    address: str = links[0]["address"]
+    return address
+
+
+def test_probe_ipv4_states(namespace_pair: NamespacePair) -> None:
+    pair = namespace_pair
+    targets = prepare_target(pair, pair.target_ip)
+
+    output = run_driver(pair, targets)
+
+    assert states_by_port(output) == {
+        OPEN_PORT: "open",
+        CLOSED_PORT: "closed",
+        FILTERED_PORT: "filtered",
+    }
+    assert len(output["results"]) == 3
+    assert output["results"][-1]["state"] == "filtered"
+    by_port = {result["port"]: result for result in output["results"]}
+    assert by_port[OPEN_PORT]["ttl"] == 64
+    assert by_port[CLOSED_PORT]["ttl"] == 64
+    assert by_port[FILTERED_PORT]["ttl"] is None
+    assert by_port[OPEN_PORT]["rtt"] > 0
+    assert by_port[FILTERED_PORT]["rtt"] is None
+    assert all(result["ip"] == pair.target_ip for result in output["results"])
+
+    stats = output["stats"]
+    # One SYN each to the open and closed ports, two to the filtered one.
+    assert stats["sent"] == 4
+    assert stats["open"] == 1
+    assert stats["closed"] == 1
+    assert stats["filtered"] == 1
+    assert stats["received"] == 2
+    assert stats["invalid"] == 0
+    assert stats["unroutable"] == 0
+    assert stats["resets_sent"] >= 1
+    assert stats["kernel_drops"] == 0
+
+
+def test_probe_over_af_packet(namespace_pair: NamespacePair) -> None:
+    """With the target's MAC in the neighbour table, every SYN goes out
+    over AF_PACKET, not through the kernel's routing."""
+    pair = namespace_pair
+    targets = prepare_target(pair, pair.target_ip)
+    pair.exec_in(
+        pair.scanner, "ip", "neigh", "replace", pair.target_ip,
+        "lladdr", target_mac(pair), "dev", pair.scanner_link, "nud", "permanent",
+    )  # fmt: skip
+
+    output = run_driver(pair, targets)
+
+    assert states_by_port(output) == {
+        OPEN_PORT: "open",
+        CLOSED_PORT: "closed",
+        FILTERED_PORT: "filtered",
+    }
+    assert output["stats"]["sent"] == 4
+    assert output["stats"]["sent_routed"] == 0
+
+
+def test_probe_routed_fallback(namespace_pair: NamespacePair) -> None:
+    """Without a neighbour entry the first SYN goes through IPPROTO_RAW and
+    the kernel resolves the MAC with ARP."""
+    pair = namespace_pair
+    targets = prepare_target(pair, pair.target_ip)
+
+    output = run_driver(pair, targets[:1], retries=0)
+
+    assert states_by_port(output) == {OPEN_PORT: "open"}
+    assert output["stats"]["sent"] == 1
+    assert output["stats"]["sent_routed"] == 1
+
+
+def test_probe_ipv6_states(namespace_pair: NamespacePair) -> None:
+    """IPv6 over AF_PACKET. The neighbour entry is set up front because a
+    fresh veth drops the first neighbour solicitations while it joins its
+    multicast groups, which would delay the answers past the wait."""
+    pair = namespace_pair
+    targets = prepare_target(pair, pair.target_ip6)
+    pair.exec_in(
+        pair.scanner, "ip", "-6", "neigh", "replace", pair.target_ip6,
+        "lladdr", target_mac(pair), "dev", pair.scanner_link, "nud", "permanent",
+    )  # fmt: skip
+
+    output = run_driver(pair, targets)
+
+    assert states_by_port(output) == {
+        OPEN_PORT: "open",
+        CLOSED_PORT: "closed",
+        FILTERED_PORT: "filtered",
+    }
+    by_port = {result["port"]: result for result in output["results"]}
+    assert by_port[OPEN_PORT]["ttl"] == 64
+    assert by_port[OPEN_PORT]["ip"] == pair.target_ip6
+    assert output["stats"]["invalid"] == 0
+    assert output["stats"]["sent_routed"] == 0
+
+
+def test_probe_many_ports_exactly_once(namespace_pair: NamespacePair) -> None:
+    """200 closed ports, one open, one filtered: one result each, no
+    duplicates reported."""
+    pair = namespace_pair
+    pair.start_listener(pair.target_ip, OPEN_PORT)
+    pair.drop_port(FILTERED_PORT)
+    ports = [*range(20000, 20200), OPEN_PORT, FILTERED_PORT]
+    targets = [(pair.target_ip, port) for port in ports]
+
+    output = run_driver(pair, targets, rate=0)
+
+    states = states_by_port(output)
+    assert len(output["results"]) == len(ports)
+    assert sorted(states) == sorted(ports)
+    assert states[OPEN_PORT] == "open"
+    assert states[FILTERED_PORT] == "filtered"
+    assert all(states[port] == "closed" for port in range(20000, 20200))
+    assert output["stats"]["closed"] == 200
+
+
+def _start_capture(pair: NamespacePair, path: Path) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        ["ip", "netns", "exec", pair.target, "tcpdump", "-U", "--immediate-mode", "-n", "-i",
+         pair.target_link, "-w", str(path), "tcp"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    pair.processes.append(process)
+    assert process.stderr is not None
+    line = process.stderr.readline()
+    if "listening on" not in line:
+        raise RuntimeError(f"tcpdump did not start: {line!r}")
+    return process
+
+
+def _tcp_segments(path: Path) -> list[dpkt.tcp.TCP]:
+    segments = []
+    with path.open("rb") as capture:
+        for _, frame in dpkt.pcap.Reader(capture):
+            ip = dpkt.ethernet.Ethernet(frame).data
+            if isinstance(ip, dpkt.ip.IP) and isinstance(ip.data, dpkt.tcp.TCP):
+                segments.append(ip.data)
+    return segments
+
+
+def test_probe_sends_crafted_rst(namespace_pair: NamespacePair, tmp_path: Path) -> None:
+    """The RST on the wire carries the SYN/ACK's acknowledgment number.
+
+    An nft rule in the scanner namespace drops the kernel's own RSTs, so
+    every RST that reaches the target is the prober's (AF_PACKET sends pass
+    no netfilter hook)."""
+    pair = namespace_pair
+    pair.start_listener(pair.target_ip, OPEN_PORT)
+    rules = (
+        f"table inet {pair.nft_table} {{\n"
+        "  chain output {\n"
+        "    type filter hook output priority 0;\n"
+        "    tcp flags & rst == rst drop\n"
+        "  }\n"
+        "}\n"
+    )
+    subprocess.run(
+        ["ip", "netns", "exec", pair.scanner, "nft", "-f", "-"],
+        input=rules, text=True, check=True, timeout=30,
+    )  # fmt: skip
+    path = tmp_path / "target.pcap"
+    capture = _start_capture(pair, path)
+
+    output = run_driver(pair, [(pair.target_ip, OPEN_PORT)], retries=0)
+    capture.send_signal(signal.SIGINT)
+    capture.wait(timeout=READY_TIMEOUT)
+
+    assert states_by_port(output) == {OPEN_PORT: "open"}
+    segments = _tcp_segments(path)
+    syns = [s for s in segments if s.flags == dpkt.tcp.TH_SYN]
+    syn_acks = [s for s in segments if s.flags == dpkt.tcp.TH_SYN | dpkt.tcp.TH_ACK]
+    resets = [s for s in segments if s.flags & dpkt.tcp.TH_RST]
+    assert len(syns) == 1
+    assert syns[0].sport == OPTIONS["source_port"]
+    assert syns[0].dport == OPEN_PORT
+    assert len(syn_acks) >= 1
+    assert syn_acks[0].ack == (syns[0].seq + 1) % 2**32
+    assert len(resets) >= 1
+    # RFC 793, "SEGMENT ARRIVES" in state CLOSED: the reset for a segment
+    # with ACK set is <SEQ=SEG.ACK><CTL=RST>.
+    assert resets[0].seq == syn_acks[0].ack
+    assert resets[0].sport == OPTIONS["source_port"]
+    assert resets[0].dport == OPEN_PORT
+    assert resets[0].flags == dpkt.tcp.TH_RST
+    assert output["stats"]["resets_sent"] == len(resets)
+
+
+def test_probe_command_json_lines(
+    namespace_pair: NamespacePair, tmp_path: Path
+) -> None:
+    pair = namespace_pair
+    prepare_target(pair, pair.target_ip)
+    result_file = tmp_path / "probe.jsonl"
+
+    completed = pair.run_in_scanner(
+        "-m", "pktscan.net.cli", pair.target_ip, "-p",
+        f"{OPEN_PORT}-{FILTERED_PORT}", "--rate", "100", "--wait", "0.5",
+        "--seed", "3", "-o", str(result_file),
+    )  # fmt: skip
+
+    assert completed.returncode == 0, completed.stderr
+    lines = [json.loads(line) for line in result_file.read_text().splitlines()]
+    assert len(lines) == 3
+    for line in lines:
+        assert set(line) == {"ip", "port", "state", "ttl", "rtt", "time"}
+    assert {line["port"]: line["state"] for line in lines} == {
+        OPEN_PORT: "open",
+        CLOSED_PORT: "closed",
+        FILTERED_PORT: "filtered",
+    }
+    assert lines[-1]["state"] == "filtered"
+    assert completed.stderr.startswith("probe: 4 SYN sent, 2 valid answers")
+
+
+def test_probe_command_max_runtime_zero(namespace_pair: NamespacePair) -> None:
+    """--max-runtime 0 stops before the first SYN and still exits 0."""
+    pair = namespace_pair
+
+    completed = pair.run_in_scanner(
+        "-m", "pktscan.net.cli", pair.target_ip, "-p", "1-1000",
+        "--max-runtime", "0", "--wait", "0",
+    )  # fmt: skip
+
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout == ""
+    assert completed.stderr.startswith("probe: 0 SYN sent")
