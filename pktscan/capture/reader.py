@@ -30,12 +30,12 @@ raises `CaptureError`.
 from __future__ import annotations
 
 import gzip
+import io
 import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, cast
 
 from pktscan.errors import CaptureError
 
@@ -113,28 +113,45 @@ class _Corrupt(Exception):
 class _Stream:
     """Exact-length reads over a file object, counting the offset."""
 
-    def __init__(self, handle: BinaryIO) -> None:
+    def __init__(self, handle: io.BufferedIOBase) -> None:
         self._handle = handle
         self._buffer = b""
+        self._position = 0
         self.offset = 0
 
-    def read(self, size: int, *, eof_ok: bool = False) -> bytes:
-        """Read exactly size bytes, or b"" at the end of file when eof_ok."""
-        while len(self._buffer) < size:
+    def _available(self) -> int:
+        return len(self._buffer) - self._position
+
+    def _fill(self, size: int) -> None:
+        pieces = [self._buffer[self._position :]]
+        available = len(pieces[0])
+        while available < size:
             try:
-                chunk = self._handle.read(max(_READ_CHUNK, size - len(self._buffer)))
+                # read1 returns what one decompression step gives, so bytes
+                # before a corrupt or cut gzip tail still reach the caller.
+                chunk = self._handle.read1(_READ_CHUNK)
             except (OSError, EOFError, zlib.error) as exc:
+                self._buffer, self._position = b"".join(pieces), 0
                 raise _Truncated(f"decompression failed: {exc}") from exc
             if not chunk:
                 break
-            self._buffer += chunk
-        if not self._buffer and eof_ok:
+            pieces.append(chunk)
+            available += len(chunk)
+        self._buffer, self._position = b"".join(pieces), 0
+
+    def read(self, size: int, *, eof_ok: bool = False) -> bytes:
+        """Read exactly size bytes, or b"" at the end of file when eof_ok."""
+        if self._available() < size:
+            self._fill(size)
+        available = self._available()
+        if available == 0 and eof_ok:
             return b""
-        if len(self._buffer) < size:
+        if available < size:
             raise _Truncated(
-                f"file ends after {len(self._buffer)} of {size} bytes of the record"
+                f"file ends after {available} of {size} bytes of the record"
             )
-        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        data = self._buffer[self._position : self._position + size]
+        self._position += size
         self.offset += size
         return data
 
@@ -182,9 +199,9 @@ class CaptureReader:
             hint="pass a pcap or pcapng file, optionally gzip-compressed",
         )
 
-    def _open(self) -> BinaryIO:
+    def _open(self) -> io.BufferedIOBase:
         try:
-            handle: BinaryIO = self.path.open("rb")
+            handle: io.BufferedIOBase = self.path.open("rb")
             magic = handle.read(2)
         except OSError as exc:
             raise self._fail(exc.strerror or str(exc)) from exc
@@ -192,7 +209,7 @@ class CaptureReader:
         if magic == GZIP_MAGIC:
             self.compressed = True
             handle.close()
-            return cast(BinaryIO, gzip.open(self.path, "rb"))
+            return gzip.GzipFile(self.path, "rb")
         return handle
 
     def _peek_magic(self) -> bytes:
