@@ -14,8 +14,7 @@ from typing import Any
 
 import dpkt
 import pytest
-
-from tests.net.conftest import (
+from probe_netns import (
     CLOSED_PORT,
     FILTERED_PORT,
     OPEN_PORT,
@@ -183,8 +182,8 @@ def test_probe_many_ports_exactly_once(namespace_pair: NamespacePair) -> None:
 
 def _start_capture(pair: NamespacePair, path: Path) -> subprocess.Popen[str]:
     process = subprocess.Popen(
-        ["ip", "netns", "exec", pair.target, "tcpdump", "-U", "--immediate-mode", "-n", "-i",
-         pair.target_link, "-w", str(path), "tcp"],
+        ["ip", "netns", "exec", pair.target, "tcpdump", "-U", "--immediate-mode",
+         "-n", "-i", pair.target_link, "-w", str(path), "tcp"],
         stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
