@@ -35,7 +35,7 @@ from pktscan.lab.plan import (
     LabNames,
     ServerSpec,
 )
-from pktscan.lab.procs import ProcessTable, is_alive
+from pktscan.lab.procs import ProcessTable, is_alive, stop_pids
 from pktscan.lab.servers import (
     Launch,
     StateLayout,
@@ -496,14 +496,28 @@ class Lab:
         stuck = processes.stop_all()
         errors += [f"process {name} did not stop" for name in stuck]
 
-        for namespace in (self.names.scanner_namespace, self.names.target_namespace):
-            pids = netns.namespace_pids(namespace)
-            if pids:
-                listed = " ".join(str(pid) for pid in pids)
-                errors.append(
-                    f"processes the lab did not start still run in {namespace} "
-                    f"(PIDs {listed}); end them with kill"
-                )
+        # A server started just before the starting process was killed can
+        # miss the record. Only the lab starts processes in its target
+        # namespace, so whatever still runs there is one of its servers.
+        unrecorded = netns.namespace_pids(self.names.target_namespace)
+        if unrecorded:
+            logger.warning(
+                "lab %s: stopping unrecorded PIDs %s in %s",
+                self.name,
+                unrecorded,
+                self.names.target_namespace,
+            )
+            survivors = stop_pids(unrecorded)
+            errors += [f"PID {pid} did not stop" for pid in survivors]
+        # The scanner namespace also runs what users start with `lab exec`,
+        # which the lab leaves alone.
+        foreign = netns.namespace_pids(self.names.scanner_namespace)
+        if foreign:
+            listed = " ".join(str(pid) for pid in foreign)
+            errors.append(
+                f"processes still run in {self.names.scanner_namespace} "
+                f"(PIDs {listed}); end them with kill"
+            )
         errors += netns.destroy_network(self.names)
         errors += self._remove_state_dir()
         self._processes = None

@@ -143,21 +143,24 @@ class ProcessTable:
             return child.poll()
         return None if is_alive(record) else -1
 
-    def stop_all(self) -> list[str]:
-        """Stop every recorded process group: SIGTERM, then SIGKILL.
+    def stop_all(self, *, group: bool = True) -> list[str]:
+        """Stop every recorded process: SIGTERM, then SIGKILL.
 
-        Only PIDs whose start time still matches the record are signalled.
-        Returns the names of processes that would not stop.
+        With `group`, each signal goes to the process group that the PID
+        leads. Only PIDs whose start time still matches the record are
+        signalled. Returns the names of processes that would not stop.
         """
+        send = _signal_group if group else _signal_process
         live = [record for record in self.records.values() if is_alive(record)]
         for record in live:
-            _signal_group(record.pid, signal.SIGTERM)
+            send(record.pid, signal.SIGTERM)
         stubborn = self._wait_gone(live, STOP_GRACE_S)
         for record in stubborn:
             logger.warning(
                 "%s (PID %d) ignored SIGTERM; sending SIGKILL", record.name, record.pid
             )
-            _signal_group(record.pid, signal.SIGKILL)
+            if is_alive(record):
+                send(record.pid, signal.SIGKILL)
         remaining = self._wait_gone(stubborn, STOP_GRACE_S)
         for child in self._children.values():
             child.poll()
@@ -177,6 +180,28 @@ class ProcessTable:
         return pending
 
 
+def stop_pids(pids: Sequence[int]) -> list[int]:
+    """Stop processes by PID: SIGTERM, then SIGKILL. Return the survivors.
+
+    Each PID is signalled only while its start time is the one read before
+    the first signal, so a reused PID is never hit.
+    """
+    records = []
+    for pid in pids:
+        start_time = _start_time(pid)
+        if start_time is not None:
+            records.append(ProcessRecord(f"PID {pid}", pid, start_time, (), ""))
+    table = ProcessTable(Path(os.devnull))
+    table.records = {record.name: record for record in records}
+    stuck = table.stop_all(group=False)
+    return [int(name.split()[1]) for name in stuck]
+
+
 def _signal_group(pid: int, signum: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signum)
+
+
+def _signal_process(pid: int, signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
