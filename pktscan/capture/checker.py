@@ -109,8 +109,9 @@ class Attempt:
         hello: the label of what the client sent first.
         certificate_number: packet that brought the certificate, or None.
         alert: the server's first cleartext alert, or None.
-        close: which side closed the connection and how, for example
-            "RST from scanner", or "none" when no FIN or RST was captured.
+        close: the first FIN or RST and, if later, the client's last one, for
+            example "FIN from target, then RST from scanner"; "none" when the
+            capture has neither.
     """
 
     number: int
@@ -546,12 +547,20 @@ def _attempt(model: ProfileModel, connection: Connection) -> Attempt:
     )
 
 
-def _close_text(model: ProfileModel, events: Iterable[TcpEvent]) -> str:
-    for event in events:
-        if event.flags & (TH_RST | TH_FIN):
-            what = "RST" if event.flags & TH_RST else "FIN"
-            return f"{what} from {_side_word(model, event.sender)}"
-    return "none"
+def _close_text(model: ProfileModel, events: Sequence[TcpEvent]) -> str:
+    closing = [event for event in events if event.flags & (TH_RST | TH_FIN)]
+    if not closing:
+        return "none"
+
+    def describe(event: TcpEvent) -> str:
+        what = "RST" if event.flags & TH_RST else "FIN"
+        return f"{what} from {_side_word(model, event.sender)}"
+
+    text = describe(closing[0])
+    client_closes = [event for event in closing if event.sender is Side.CLIENT]
+    if client_closes and client_closes[-1] is not closing[0]:
+        text += f", then {describe(client_closes[-1])}"
+    return text
 
 
 def _check_rules(
