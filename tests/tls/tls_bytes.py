@@ -55,3 +55,10 @@ def sslv2_record3(padding: int, *parts: bytes) -> bytes:
     """An SSL 2.0 record with the 3-byte header (high bit clear)."""
     body = b"".join(parts)
     return u16(len(body)) + u8(padding) + body
+
+
+def feedings(data: bytes) -> list[list[bytes]]:
+    """Ways to deliver `data`: whole, byte by byte, and split at every offset."""
+    ways = [[data], [data[i : i + 1] for i in range(len(data))]]
+    ways += [[data[:cut], data[cut:]] for cut in range(1, len(data))]
+    return ways
