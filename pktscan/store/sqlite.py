@@ -43,6 +43,9 @@ DEFAULT_COMMIT_INTERVAL = 1.0
 #: Milliseconds a writer waits for another process's lock before failing.
 BUSY_TIMEOUT_MS = 30_000
 
+# Milliseconds between attempts to switch a locked file to WAL mode.
+_WAL_RETRY_MS = 20
+
 
 class InventoryError(LocalError):
     """The inventory database cannot be opened, read or written."""
@@ -87,7 +90,7 @@ def connect(path: Path) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         raise _error("failed to open inventory", path, exc) from exc
     try:
-        connection.execute("PRAGMA journal_mode = WAL")
+        _enable_wal(connection)
         # NORMAL keeps every commit across a process crash in WAL mode and
         # can lose only the last commits on a power loss.
         connection.execute("PRAGMA synchronous = NORMAL")
@@ -96,6 +99,24 @@ def connect(path: Path) -> sqlite3.Connection:
         connection.close()
         raise _error("failed to open inventory", path, exc) from exc
     return connection
+
+
+def _enable_wal(connection: sqlite3.Connection) -> None:
+    """Switch the file to WAL mode, retrying while another process locks it.
+
+    Two processes that open a new file together can get "database is
+    locked" from this PRAGMA without the busy timeout applying (seen with
+    SQLite 3.40.1), so the switch is retried for up to `BUSY_TIMEOUT_MS`.
+    """
+    attempts = max(1, BUSY_TIMEOUT_MS // _WAL_RETRY_MS)
+    for attempt in range(attempts):
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(_WAL_RETRY_MS / 1000)
 
 
 def _error(action: str, path: Path, exc: sqlite3.Error) -> InventoryError:

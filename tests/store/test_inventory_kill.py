@@ -81,3 +81,38 @@ def test_sigkill_keeps_committed_results(tmp_path: Path) -> None:
     assert ids == (1, stored)
     assert endpoints == stored
     assert orphans == 0
+
+
+def test_two_writers_share_file(tmp_path: Path) -> None:
+    db = tmp_path / "inventory.sqlite"
+    results_each = 300
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(WRITER.parent), *sys.path]))
+    command = [sys.executable, str(WRITER), str(db), str(BATCH_SIZE), str(results_each)]
+    processes = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+        for _ in range(2)
+    ]
+    outputs = []
+    try:
+        for process in processes:
+            stdout, _ = process.communicate(timeout=MAX_WAIT_SECONDS)
+            outputs.append(stdout)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait()
+
+    connection = sqlite3.connect(db)
+    observations = connection.execute("SELECT count(*) FROM observations").fetchone()
+    endpoints = connection.execute("SELECT count(*) FROM endpoints").fetchone()
+    scans = connection.execute("SELECT count(*) FROM scans").fetchone()
+    integrity = connection.execute("PRAGMA integrity_check").fetchall()
+    connection.close()
+
+    assert [process.returncode for process in processes] == [0, 0]
+    assert all(output.endswith("finished\n") for output in outputs)
+    assert observations == (2 * results_each,)
+    assert endpoints == (results_each,)
+    assert scans == (2,)
+    assert integrity == [("ok",)]
