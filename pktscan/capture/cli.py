@@ -1,8 +1,8 @@
 """The `pktscan capture` commands: verify and show captures.
 
 Exit codes of `verify`: 0 when every target conforms, 1 when any deviates,
-the file is damaged part-way or holds no target, 2 when the file cannot be
-read at all.
+the file is damaged part-way or contains no target, 2 when the file cannot
+be read at all. `show` exits 2 for an unreadable file and 0 otherwise.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import Annotated
 import typer
 
 from pktscan.capture.checker import CheckReport, TargetVerdict, check_file
+from pktscan.capture.flows import flows_from_file
+from pktscan.capture.ladder import render_dns, render_ladder, render_svg
 from pktscan.capture.sequence import Profile
 from pktscan.errors import CaptureError
 
@@ -107,3 +109,39 @@ def verify(
         typer.echo(render_report(report))
     passed = report.conforms and bool(report.targets)
     raise typer.Exit(EXIT_CONFORMS if passed else EXIT_DEVIATES)
+
+
+@app.command()
+def show(
+    file: Annotated[Path, typer.Argument(help="pcap or pcapng file, may be gzipped")],
+    svg: Annotated[
+        Path | None, typer.Option(help="also write the ladders as SVG to this file")
+    ] = None,
+    limit: Annotated[
+        int, typer.Option(min=1, help="maximum number of connections to draw")
+    ] = 50,
+) -> None:
+    """Draw each TCP connection as a ladder diagram, TLS records named."""
+    try:
+        flows = flows_from_file(file)
+    except CaptureError as error:
+        raise _fail_unreadable(error) from error
+    start = flows.start_time or 0.0
+    shown = list(flows.connections[:limit])
+    sections = [render_ladder(connection, start) for connection in shown]
+    if flows.dns:
+        sections.insert(0, "DNS\n" + render_dns(flows.dns, start))
+    if len(flows.connections) > limit:
+        sections.append(
+            f"{len(flows.connections) - limit} more connections not shown; "
+            "raise --limit to see them"
+        )
+    if flows.damage is not None:
+        sections.append(f"damage: reading stopped at {flows.damage}")
+    typer.echo("\n\n".join(sections) if sections else "no TCP connections")
+    if svg is not None:
+        try:
+            svg.write_text(render_svg(shown, start), encoding="utf-8")
+        except OSError as error:
+            typer.echo(f"error: cannot write {svg}: {error.strerror}", err=True)
+            raise typer.Exit(EXIT_UNREADABLE) from error
