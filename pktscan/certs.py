@@ -181,13 +181,22 @@ def _decode_fields(cert: x509.Certificate, der: bytes, digest: str) -> CertInfo:
         issuer=field("issuer", cert.issuer.rfc4514_string),
         not_before=field("not_before", lambda: format_time(cert.not_valid_before_utc)),
         not_after=field("not_after", lambda: format_time(cert.not_valid_after_utc)),
-        serial=field("serial", lambda: format(cert.serial_number, "x")),
+        serial=field("serial", lambda: _format_serial(cert.serial_number)),
         key_type=key[0] if key is not None else None,
         key_bits=key[1] if key is not None else None,
         signature_algorithm=field("signature", lambda: _signature_name(cert)),
         san=field("subjectAltName", lambda: _subject_alt_names(cert)) or (),
         error="; ".join(errors) if errors else None,
     )
+
+
+def _format_serial(serial: int) -> str:
+    """Format a serial as whole bytes of lowercase hex (``openssl x509 -serial``
+    prints the same digits in uppercase)."""
+    digits = format(abs(serial), "x")
+    if len(digits) % 2:
+        digits = "0" + digits
+    return "-" + digits if serial < 0 else digits
 
 
 def _describe_key(cert: x509.Certificate) -> tuple[str, int | None]:

@@ -211,7 +211,7 @@ def test_decode_dsa_subject_key() -> None:
 
     assert info.key_type == "DSA"
     assert info.key_bits == 2048
-    assert info.serial == "7"
+    assert info.serial == "07"
 
 
 @pytest.mark.parametrize(
