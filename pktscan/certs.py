@@ -191,8 +191,10 @@ def _decode_fields(cert: x509.Certificate, der: bytes, digest: str) -> CertInfo:
 
 
 def _format_serial(serial: int) -> str:
-    """Format a serial as whole bytes of lowercase hex (``openssl x509 -serial``
-    prints the same digits in uppercase)."""
+    """Format a serial as whole bytes of lowercase hex.
+
+    ``openssl x509 -serial`` prints the same digits in uppercase.
+    """
     digits = format(abs(serial), "x")
     if len(digits) % 2:
         digits = "0" + digits

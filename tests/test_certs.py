@@ -507,6 +507,31 @@ def test_name_matches_san(requested: str, matches: bool) -> None:
     assert certs.name_matches(decoded(SAN_CERT), requested) is matches
 
 
+LABEL = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True)
+HOSTNAME_KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(LABEL, min_size=3, max_size=5), LABEL)
+def test_name_exact_and_wildcard_property(labels: list[str], other: str) -> None:
+    host = ".".join(labels)
+    wildcard = "*." + ".".join(labels[1:])
+    info = decoded(
+        Spec(
+            subject=name("x"),
+            key=HOSTNAME_KEY,
+            san=[x509.DNSName(host), x509.DNSName(wildcard)],
+        )
+    )
+    sibling = ".".join([other, *labels[1:]])
+    deeper = ".".join([other, *labels])
+
+    assert certs.name_matches(info, host.upper()) is True
+    assert certs.name_matches(info, sibling) is True
+    assert certs.name_matches(info, deeper) is False
+    assert certs.name_matches(info, ".".join(labels[1:])) is False
+
+
 def test_name_wildcard_needs_two_labels() -> None:
     info = decoded(SAN_CERT)
 
