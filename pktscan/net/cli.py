@@ -14,7 +14,7 @@ from typing import Annotated, TextIO
 
 import typer
 
-from pktscan.errors import InputError
+from pktscan.errors import InputError, LocalError, PktscanError
 from pktscan.net.prober import ProbeResult, ProbeStats
 from pktscan.net.prober import probe as run_probe
 from pktscan.targets import (
@@ -48,7 +48,7 @@ def probe(
     ] = 1,
     wait: Annotated[
         float,
-        typer.Option(min=0.0, help="Seconds to wait for an answer after each SYN."),
+        typer.Option(min=0.0, help="Seconds to wait for an response after each SYN."),
     ] = 1.0,
     seed: Annotated[
         int | None,
@@ -72,7 +72,8 @@ def probe(
     max_runtime: Annotated[
         float | None,
         typer.Option(
-            min=0.0, help="Stop sending after this many seconds, then wait for answers."
+            min=0.0,
+            help="Stop sending after this many seconds, then wait for responses.",
         ),
     ] = None,
     source_port: Annotated[
@@ -83,7 +84,7 @@ def probe(
     ] = None,
 ) -> None:
     """SYN-probe TARGETS x PORTS: one JSON line per port (open and closed as
-    answers arrive, filtered after the wait), then statistics on stderr."""
+    responses arrive, filtered after the wait), then statistics on stderr."""
     space = _build_space(targets, ports, seed, shard, exclude, exclude_file)
     stop = threading.Event()
 
@@ -92,7 +93,7 @@ def probe(
             raise KeyboardInterrupt
         stop.set()
         print(
-            "interrupted: sending stopped, waiting for late answers "
+            "interrupted: sending stopped, waiting for late responses "
             "(Ctrl-C again to quit at once)",
             file=sys.stderr,
         )
@@ -155,7 +156,7 @@ def _build_space(
 def format_stats(stats: ProbeStats) -> str:
     """Format the statistics line printed after a probe run."""
     return (
-        f"probe: {stats.sent} SYN sent, {stats.received} valid answers "
+        f"probe: {stats.sent} SYN sent, {stats.received} valid responses "
         f"({stats.open} open, {stats.closed} closed, {stats.filtered} filtered), "
         f"{stats.duplicates} duplicates, {stats.late} late, "
         f"{stats.invalid} invalid, {stats.unroutable} unroutable, "
@@ -164,5 +165,20 @@ def format_stats(stats: ProbeStats) -> str:
     )
 
 
+def main() -> None:
+    """Run the probe command on its own (``python -m pktscan.net.cli``),
+    showing pktscan's errors as ``error:`` and ``hint:`` lines with exit
+    code 2."""
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    app.command()(probe)
+    try:
+        app()
+    except PktscanError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        if isinstance(error, LocalError) and error.hint:
+            print(f"hint: {error.hint}", file=sys.stderr)
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    typer.run(probe)
+    main()

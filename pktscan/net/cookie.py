@@ -1,12 +1,12 @@
 """The SYN cookie: a keyed hash of the 4-tuple carried in the sequence number.
 
-A target that answers a SYN acknowledges sequence + 1, with SYN/ACK for an
+A target that responses a SYN acknowledges sequence + 1, with SYN/ACK for an
 open port and RST/ACK for a closed one (RFC 793, "SEGMENT ARRIVES", states
 LISTEN and CLOSED; a SYN counts as one octet of sequence space). Checking
-that acknowledgment against the hash recomputed from the answer's addresses
-and ports proves that the answer belongs to a probe of this scan, with no
+that acknowledgment against the hash recomputed from the response's addresses
+and ports proves that the response belongs to a probe of this scan, with no
 table of probes sent. The key is random per scan, so a third party cannot
-forge a valid answer without seeing the probe.
+forge a valid response without seeing the probe.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import hashlib
 import os
 import struct
 
-from pktscan.net.packet import TCP_ACK, TcpAnswer
+from pktscan.net.packet import TCP_ACK, TcpResponse
 
 KEY_LEN = 16
 
@@ -48,14 +48,14 @@ class SynCookie:
         ).digest()
         return int.from_bytes(digest, "big")
 
-    def validate(self, answer: TcpAnswer) -> bool:
-        """Tell whether the answer acknowledges a probe with our cookie."""
-        if not answer.flags & TCP_ACK:
+    def validate(self, response: TcpResponse) -> bool:
+        """Tell whether the response acknowledges a probe with our cookie."""
+        if not response.flags & TCP_ACK:
             return False
         expected = self.sequence(
-            answer.destination,
-            answer.source,
-            answer.destination_port,
-            answer.source_port,
+            response.destination,
+            response.source,
+            response.destination_port,
+            response.source_port,
         )
-        return answer.acknowledgment == (expected + 1) & 0xFFFFFFFF
+        return response.acknowledgment == (expected + 1) & 0xFFFFFFFF

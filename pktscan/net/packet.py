@@ -1,4 +1,4 @@
-"""SYN and RST packet templates patched in place, and parsing of TCP answers.
+"""SYN and RST packet templates patched in place, and parsing of TCP responses.
 
 scapy builds each template once; per packet, the send loop writes the
 addresses, ports, sequence number and timestamp into a bytearray and adds
@@ -208,10 +208,10 @@ def _find_option(packet: bytes, tcp: int, kind: int) -> int | None:
 
 
 @dataclass(frozen=True, slots=True)
-class TcpAnswer:
+class TcpResponse:
     """The fields of a received TCP segment that the prober reads.
 
-    `source` is the answering target, `destination` our address, both
+    `source` is the responding target, `destination` our address, both
     packed. `timestamp_echo` is the TSecr of a timestamp option, if any.
     """
 
@@ -228,16 +228,16 @@ class TcpAnswer:
 
     @property
     def source_text(self) -> str:
-        """Text form of the answering address."""
+        """Text form of the responding address."""
         return str(ipaddress.ip_address(self.source))
 
 
-def parse_tcp_answer(packet: bytes) -> TcpAnswer | None:
+def parse_tcp_response(packet: bytes) -> TcpResponse | None:
     """Parse an IP datagram carrying a TCP segment.
 
     Returns None for anything else: another protocol, a non-first fragment,
     IPv6 extension headers, or a datagram too short for its headers. Such
-    packets are not answers to a SYN probe.
+    packets are not responses to a SYN probe.
     """
     if len(packet) < IPV4_HEADER_LEN:
         return None
@@ -272,7 +272,7 @@ def parse_tcp_answer(packet: bytes) -> TcpAnswer | None:
         option = _find_option(packet, tcp, TCP_OPTION_TIMESTAMP)
         if option is not None and packet[option + 1] == 10:
             echo = struct.unpack_from("!I", packet, option + 6)[0]
-    return TcpAnswer(
+    return TcpResponse(
         version,
         bytes(source),
         bytes(destination),

@@ -1,17 +1,17 @@
-"""The SYN prober: send SYNs at a paced rate, classify the answers.
+"""The SYN prober: send SYNs at a paced rate, classify the responses.
 
 One thread sends, one receives:
 
 - The calling thread paces SYNs with a token bucket, retransmits probes left
   unanswered after `wait` seconds, and reports each outcome through
-  `on_result`. It keeps a window of probes still waiting for an answer, which
+  `on_result`. It keeps a window of probes still waiting for an response, which
   holds about rate x wait x (retries + 1) entries, never the whole space.
 - The receiver thread reads TCP segments to our source port, keeps those whose
-  acknowledgment number matches the SYN cookie, answers each valid SYN/ACK
-  with a crafted RST at once, and queues the answers for the calling thread.
+  acknowledgment number matches the SYN cookie, responses each valid SYN/ACK
+  with a crafted RST at once, and queues the responses for the calling thread.
 
-An answer is valid by the cookie alone, with no lookup; the window only
-decides whether it is the first answer, a duplicate or a late one.
+An response is valid by the cookie alone, with no lookup; the window only
+decides whether it is the first response, a duplicate or a late one.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from pktscan.net.packet import (
     TCP_RST,
     TCP_SYN,
     PacketTemplate,
-    TcpAnswer,
-    parse_tcp_answer,
+    TcpResponse,
+    parse_tcp_response,
 )
 from pktscan.net.rate import TokenBucket
 from pktscan.net.route import NeighbourTable, NoRouteError, RouteTable
@@ -61,11 +61,11 @@ class ProbeResult:
     Attributes:
         ip: the target address.
         port: the target port.
-        state: open (SYN/ACK), closed (RST/ACK) or filtered (no answer).
-        ttl: TTL or hop limit of the answer, None when filtered.
-        rtt: seconds from the SYN to its answer, None when filtered or when
-            a retransmitted probe's answer cannot be matched to one SYN.
-        time: Unix time of the answer, or of the end of the wait.
+        state: open (SYN/ACK), closed (RST/ACK) or filtered (no response).
+        ttl: TTL or hop limit of the response, None when filtered.
+        rtt: seconds from the SYN to its response, None when filtered or when
+            a retransmitted probe's response cannot be matched to one SYN.
+        time: Unix time of the response, or of the end of the wait.
     """
 
     ip: str
@@ -88,12 +88,12 @@ class ProbeStats:
         sent_routed: those of `sent` that went through the kernel's routing
             (IPPROTO_RAW) because the next hop's link-layer address was not
             in the neighbour table; the rest went out over AF_PACKET.
-        received: answers with a valid cookie, duplicates included.
-        duplicates: valid answers for a probe already answered.
-        late: valid answers for a probe already reported as filtered.
+        received: responses with a valid cookie, duplicates included.
+        duplicates: valid responses for a probe already answered.
+        late: valid responses for a probe already reported as filtered.
         invalid: TCP segments to our port whose cookie did not match.
         unroutable: targets skipped because the kernel has no route to them.
-        resets_sent: crafted RSTs sent in answer to SYN/ACKs.
+        resets_sent: crafted RSTs sent in response to SYN/ACKs.
         send_drops: packets that could not be sent: the device queue stayed
             full, or the socket reported an error.
         kernel_drops: packets the kernel dropped before our receive socket
@@ -127,7 +127,7 @@ def endpoint(ip: str, port: int) -> str:
 
 @dataclass(slots=True)
 class _Pending:
-    """A probe waiting for an answer."""
+    """A probe waiting for an response."""
 
     deadline: float
     attempts: int
@@ -136,7 +136,7 @@ class _Pending:
 
 @dataclass(frozen=True, slots=True)
 class _Received:
-    answer: TcpAnswer
+    response: TcpResponse
     monotonic: float
     wall: float
 
@@ -154,9 +154,9 @@ def probe(
 ) -> ProbeStats:
     """SYN-probe every (address, port) and report open, closed and filtered.
 
-    Open and closed ports reach `on_result` as their answers arrive, filtered
+    Open and closed ports reach `on_result` as their responses arrive, filtered
     ones once their last retransmission has waited `wait` seconds. When
-    `stop` is set or `max_runtime` passes, sending stops, answers are awaited
+    `stop` is set or `max_runtime` passes, sending stops, responses are awaited
     for `wait` more seconds, and probes still unanswered are reported as
     filtered. `on_result` runs in the calling thread.
 
@@ -164,7 +164,7 @@ def probe(
         targets: (address, port) pairs, consumed once and lazily.
         rate: SYNs per second, retransmissions included; 0 for no pacing.
         retries: retransmissions of an unanswered SYN.
-        wait: seconds to wait for an answer after each SYN.
+        wait: seconds to wait for an response after each SYN.
         source_port: our TCP port; None picks one at random from 61001-65535.
         on_result: called once per probed port.
         stop: set from another thread to end the run early.
@@ -213,7 +213,7 @@ class _Prober:
         self.rst[6] = PacketTemplate(6, "R", with_options=False)
         self.pending: OrderedDict[tuple[str, int], _Pending] = OrderedDict()
         self.seen: OrderedDict[tuple[str, int], None] = OrderedDict()
-        self.answers: queue.SimpleQueue[_Received] = queue.SimpleQueue()
+        self.responses: queue.SimpleQueue[_Received] = queue.SimpleQueue()
         self.done = threading.Event()
         self.start = time.monotonic()
 
@@ -271,7 +271,7 @@ class _Prober:
                 self._drain(min(max(first.deadline - now, 0.0), 0.05))
 
         if stopped:
-            logger.info("stopping: waiting %.1f s for late answers", self.wait)
+            logger.info("stopping: waiting %.1f s for late responses", self.wait)
             self._drain_until(time.monotonic() + self.wait)
             self._expire(float("inf"), resend=False)
 
@@ -360,19 +360,19 @@ class _Prober:
             )
 
     def _drain(self, timeout: float) -> None:
-        """Handle queued answers, waiting up to `timeout` for the first."""
+        """Handle queued responses, waiting up to `timeout` for the first."""
         try:
             if timeout > 0:
-                received = self.answers.get(timeout=timeout)
+                received = self.responses.get(timeout=timeout)
             else:
-                received = self.answers.get_nowait()
+                received = self.responses.get_nowait()
         except queue.Empty:
             return
         self._handle(received)
-        # Bounded so that a flood of answers cannot stall sending.
+        # Bounded so that a flood of responses cannot stall sending.
         for _ in range(10_000):
             try:
-                received = self.answers.get_nowait()
+                received = self.responses.get_nowait()
             except queue.Empty:
                 return
             self._handle(received)
@@ -382,8 +382,8 @@ class _Prober:
             self._drain(min(remaining, 0.05))
 
     def _handle(self, received: _Received) -> None:
-        answer = received.answer
-        ip, port = answer.source_text, answer.source_port
+        response = received.response
+        ip, port = response.source_text, response.source_port
         self.stats.received += 1
         entry = self.pending.pop((ip, port), None)
         if entry is None:
@@ -391,26 +391,26 @@ class _Prober:
                 self.stats.duplicates += 1
             else:
                 self.stats.late += 1
-            logger.debug("%s duplicate or late answer", endpoint(ip, port))
+            logger.debug("%s duplicate or late response", endpoint(ip, port))
             return
 
         self._remember((ip, port))
-        state: State = "open" if answer.flags & TCP_SYN else "closed"
-        rtt = self._round_trip(answer, entry, received.monotonic)
-        self._report(ProbeResult(ip, port, state, answer.ttl, rtt, received.wall))
+        state: State = "open" if response.flags & TCP_SYN else "closed"
+        rtt = self._round_trip(response, entry, received.monotonic)
+        self._report(ProbeResult(ip, port, state, response.ttl, rtt, received.wall))
 
     def _round_trip(
-        self, answer: TcpAnswer, entry: _Pending, received: float
+        self, response: TcpResponse, entry: _Pending, received: float
     ) -> float | None:
-        """Return the RTT, or None when a retransmitted probe's answer cannot
+        """Return the RTT, or None when a retransmitted probe's response cannot
         be matched to one SYN (Karn's problem, RFC 6298 section 3)."""
         if entry.attempts == 1:
             return received - entry.sent_at
-        if answer.timestamp_echo is None:
+        if response.timestamp_echo is None:
             return None
-        # The echoed TSval tells which SYN was answered, at millisecond
+        # The echoed TSval shows which SYN was answered, at millisecond
         # resolution.
-        elapsed_ms = self._timestamp(received) - answer.timestamp_echo
+        elapsed_ms = self._timestamp(received) - response.timestamp_echo
         if not 0 <= elapsed_ms <= (self.retries + 1) * self.wait * 1000 + 1:
             return None
         return elapsed_ms / 1000
@@ -447,38 +447,40 @@ class _Prober:
                 if got is not None:
                     self._accept(*got)
         except OSError as error:
-            logger.error("receiving answers failed: %s", error)
+            logger.error("receiving responses failed: %s", error)
             self.receive_error = error
 
     def _accept(self, datagram: bytes, interface: str, hop: bytes) -> None:
-        answer = parse_tcp_answer(datagram)
-        if answer is None or answer.destination_port != self.source_port:
+        response = parse_tcp_response(datagram)
+        if response is None or response.destination_port != self.source_port:
             return
-        if not self.cookie.validate(answer):
+        if not self.cookie.validate(response):
             self.stats.invalid += 1
             return
         syn_ack = TCP_SYN | TCP_ACK
-        if answer.flags & syn_ack == syn_ack:
-            self._send_reset(answer, interface, hop)
-        elif not answer.flags & TCP_RST:
+        if response.flags & syn_ack == syn_ack:
+            self._send_reset(response, interface, hop)
+        elif not response.flags & TCP_RST:
             return
-        self.answers.put(_Received(answer, time.monotonic(), time.time()))
+        self.responses.put(_Received(response, time.monotonic(), time.time()))
 
-    def _send_reset(self, answer: TcpAnswer, interface: str, hop: bytes) -> None:
+    def _send_reset(self, response: TcpResponse, interface: str, hop: bytes) -> None:
         """Send an RST with sequence = their acknowledgment, back through the
         interface and link-layer address that the SYN/ACK came from."""
         assert self.sender is not None
-        packet = self.rst[answer.version].fill(
-            answer.destination,
-            answer.source,
-            answer.destination_port,
-            answer.source_port,
-            answer.acknowledgment,
+        packet = self.rst[response.version].fill(
+            response.destination,
+            response.source,
+            response.destination_port,
+            response.source_port,
+            response.acknowledgment,
             ip_id=random.getrandbits(16),
         )
         if interface == LOOPBACK_INTERFACE:
-            sent = self.sender.send_routed(packet, answer.version, answer.source_text)
+            sent = self.sender.send_routed(
+                packet, response.version, response.source_text
+            )
         else:
-            sent = self.sender.send_link(packet, interface, answer.version, hop)
+            sent = self.sender.send_link(packet, interface, response.version, hop)
         if sent:
             self.stats.resets_sent += 1

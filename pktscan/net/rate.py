@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-# The bucket holds at most this fraction of a second's tokens, so a burst after
+# The bucket contains at most this fraction of a second's tokens, so a burst after
 # an idle moment adds at most 1% to the rate of any one-second window.
 BURST_SECONDS = 0.01
 

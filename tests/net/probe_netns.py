@@ -83,15 +83,17 @@ class NamespacePair:
     def exec_in(self, namespace: str, *command: str) -> str:
         return _run("ip", "netns", "exec", namespace, *command)
 
-    def start_listener(self, address: str, port: int) -> None:
-        """Start a TCP listener in the target namespace and wait until it
-        listens."""
+    def start_listener(
+        self, address: str, port: int, namespace: str | None = None
+    ) -> None:
+        """Start a TCP listener, in the target namespace unless another is
+        given, and wait until it listens."""
         process = subprocess.Popen(
             [
                 "ip",
                 "netns",
                 "exec",
-                self.target,
+                namespace or self.target,
                 sys.executable,
                 "-c",
                 LISTENER,
@@ -107,8 +109,9 @@ class NamespacePair:
         if not ready or process.stdout.readline().strip() != "ready":
             raise RuntimeError(f"listener on {address}:{port} did not start")
 
-    def drop_port(self, port: int) -> None:
-        """Drop TCP to a port in the target namespace with nftables."""
+    def drop_port(self, port: int, namespace: str | None = None) -> None:
+        """Drop TCP to a port with nftables, in the target namespace unless
+        another is given."""
         rules = (
             f"table inet {self.nft_table} {{\n"
             "  chain input {\n"
@@ -118,7 +121,7 @@ class NamespacePair:
             "}\n"
         )
         subprocess.run(
-            ["ip", "netns", "exec", self.target, "nft", "-f", "-"],
+            ["ip", "netns", "exec", namespace or self.target, "nft", "-f", "-"],
             input=rules,
             text=True,
             check=True,
@@ -220,7 +223,7 @@ def create_pair() -> NamespacePair:
                 "nodad",
             )
             # Without DAD the link-local address is usable at once, so
-            # neighbour discovery does not stall the first IPv6 answers.
+            # neighbour discovery does not stall the first IPv6 responses.
             _run(
                 "ip",
                 "netns",

@@ -138,7 +138,7 @@ def test_probe_routed_fallback(namespace_pair: NamespacePair) -> None:
 def test_probe_ipv6_states(namespace_pair: NamespacePair) -> None:
     """IPv6 over AF_PACKET. The neighbour entry is set up front because a
     fresh veth drops the first neighbour solicitations while it joins its
-    multicast groups, which would delay the answers past the wait."""
+    multicast groups, which would delay the responses past the wait."""
     pair = namespace_pair
     targets = prepare_target(pair, pair.target_ip6)
     pair.exec_in(
@@ -276,7 +276,7 @@ def test_probe_command_json_lines(
         FILTERED_PORT: "filtered",
     }
     assert lines[-1]["state"] == "filtered"
-    assert completed.stderr.startswith("probe: 4 SYN sent, 2 valid answers")
+    assert completed.stderr.startswith("probe: 4 SYN sent, 2 valid responses")
 
 
 def test_probe_command_max_runtime_zero(namespace_pair: NamespacePair) -> None:
@@ -291,3 +291,23 @@ def test_probe_command_max_runtime_zero(namespace_pair: NamespacePair) -> None:
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout == ""
     assert completed.stderr.startswith("probe: 0 SYN sent")
+
+
+def test_probe_loopback_states(namespace_pair: NamespacePair) -> None:
+    """Local addresses go through the kernel's routing, because lo drops
+    packets injected over AF_PACKET."""
+    pair = namespace_pair
+    pair.start_listener("127.0.0.1", OPEN_PORT, namespace=pair.scanner)
+    pair.drop_port(FILTERED_PORT, namespace=pair.scanner)
+    targets = [("127.0.0.1", port) for port in (OPEN_PORT, CLOSED_PORT, FILTERED_PORT)]
+
+    output = run_driver(pair, targets)
+
+    assert states_by_port(output) == {
+        OPEN_PORT: "open",
+        CLOSED_PORT: "closed",
+        FILTERED_PORT: "filtered",
+    }
+    assert output["stats"]["sent"] == 4
+    assert output["stats"]["sent_routed"] == 4
+    assert output["stats"]["resets_sent"] >= 1
