@@ -95,9 +95,13 @@ class ByteReader:
         length_offset = self.stream_offset()
         length = self.uint(length_size, f"{field} length")
         if length < minimum or (maximum is not None and length > maximum):
-            limit = f"{minimum}..{maximum}" if maximum is not None else f">={minimum}"
+            if maximum is None:
+                limit, rule = f">={minimum}", f"is below the minimum of {minimum}"
+            else:
+                limit = f"{minimum}..{maximum}"
+                rule = f"is outside {limit}"
             raise PeerProtocolError(
-                f"{field} length {length} at offset {length_offset} is outside {limit}",
+                f"{field} length {length} at offset {length_offset} {rule}",
                 offset=length_offset,
                 field=f"{field} length",
                 value=length,
