@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from pktscan.errors import InputError
+from pktscan.errors import InputError, PrivilegeError
 from pktscan.lab import Lab
 from pktscan.lab.plan import (
     RESOLVER_ADDRESS,
@@ -72,3 +72,11 @@ def test_exec_argv_prefix() -> None:
     ]  # fmt: skip
     with pytest.raises(ValueError):
         lab.exec_argv([])
+
+
+def test_up_without_root_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    with pytest.raises(PrivilegeError) as caught:
+        Lab("pkt-test-noroot").up()
+    assert "root" in caught.value.message
+    assert caught.value.hint == "run it with sudo"
