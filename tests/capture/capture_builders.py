@@ -109,7 +109,9 @@ class CaptureBuilder:
 
     def add_ip(self, packet: dpkt.Packet) -> int:
         self.packets.append((self.time, bytes(packet)))
-        self.time += STEP_S
+        # Whole microseconds from the start, so pcap's microsecond timestamps
+        # store each time exactly.
+        self.time = START_TIME + len(self.packets) * STEP_S
         return len(self.packets)
 
     def tcp(
