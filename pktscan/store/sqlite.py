@@ -288,15 +288,28 @@ class Inventory:
     def _add_result(self, scan_id: int, result: PortResult) -> None:
         if not self._connection.in_transaction:
             self._execute("BEGIN IMMEDIATE", "begin batch")
-        with self._write(f"store result {result.ip}:{result.port}"):
-            self._connection.execute("SAVEPOINT result")
-            try:
-                _insert_result(self._connection, scan_id, result)
-            except BaseException:
-                self._connection.execute("ROLLBACK TO result")
+        try:
+            with self._write(f"store result {result.ip}:{result.port}"):
+                self._connection.execute("SAVEPOINT result")
+                try:
+                    _insert_result(self._connection, scan_id, result)
+                except BaseException:
+                    # Errors such as SQLITE_FULL roll back the whole
+                    # transaction, and then no savepoint is left to undo.
+                    if self._connection.in_transaction:
+                        self._connection.execute("ROLLBACK TO result")
+                        self._connection.execute("RELEASE result")
+                    raise
                 self._connection.execute("RELEASE result")
-                raise
-            self._connection.execute("RELEASE result")
+        except InventoryError as exc:
+            if self._pending and not self._connection.in_transaction:
+                lost, self._pending = self._pending, 0
+                raise InventoryError(
+                    f"{exc.message}; SQLite rolled back the {lost} uncommitted"
+                    " results before it",
+                    hint=exc.hint,
+                ) from exc
+            raise
         self._pending += 1
         age = self._clock() - self._last_commit
         if self._pending >= self._batch_size or age >= self._commit_interval:

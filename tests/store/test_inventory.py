@@ -527,3 +527,37 @@ def test_find_certificate_by_prefix(two_scans: Path, chain_a: list[CertInfo]) ->
             query.find_certificate(inventory.connection, "xyz")
 
     assert [record.sha256 for record in by_prefix] == [sha256]
+
+
+def test_disk_full_keeps_committed_results(db: Path, chain_a: list[CertInfo]) -> None:
+    inventory = Inventory.open(db, batch_size=10, background_flush=False)
+    scan = inventory.begin_scan({})
+    for index in range(10):
+        address = f"198.18.0.{index + 1}"
+        inventory.add_result(scan, tls_result(address, 443, chain_a, T0))
+    pages = inventory.connection.execute("PRAGMA page_count").fetchone()[0]
+    # max_page_count makes SQLite report SQLITE_FULL like a full disk.
+    inventory.connection.execute(f"PRAGMA max_page_count = {pages + 2}")
+
+    # SQLite 3.40 rolls back the whole batch on SQLITE_FULL here, and the
+    # error names the uncommitted results that it took with it.
+    lost = r"database or disk is full; SQLite rolled back the \d+ uncommitted"
+    with pytest.raises(InventoryError, match=lost):
+        for index in range(10, 500):
+            address = f"198.18.{index // 250}.{index % 250 + 1}"
+            inventory.add_result(scan, tls_result(address, 443, chain_a, T0))
+    inventory.connection.execute("PRAGMA max_page_count = 1073741823")
+    inventory.add_result(scan, tls_result("198.18.9.9", 443, chain_a, T0))
+    inventory.close()
+
+    with sqlite3.connect(db) as other:
+        integrity = other.execute("PRAGMA integrity_check").fetchall()
+        stored = other.execute("SELECT count(*) FROM observations").fetchone()[0]
+        orphans = other.execute(
+            "SELECT count(*) FROM endpoints AS e WHERE NOT EXISTS"
+            " (SELECT 1 FROM observations AS o WHERE o.endpoint = e.id)"
+        ).fetchone()[0]
+    assert integrity == [("ok",)]
+    # The first batch of 10, then the result added after space came back.
+    assert stored == 11
+    assert orphans == 0
