@@ -336,6 +336,9 @@ class _Prober:
         logger.debug(
             "%s SYN %d sent via %s", endpoint(ip, port), attempt, route.interface
         )
+        # Removing first keeps the window ordered by deadline when the same
+        # target comes twice.
+        self.pending.pop((ip, port), None)
         self.pending[(ip, port)] = _Pending(now + self.wait, attempt, now)
 
     def _timestamp(self, now: float) -> int:

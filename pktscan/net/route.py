@@ -33,6 +33,18 @@ RTA_GATEWAY = 5
 RTA_PREFSRC = 7
 RTN_UNICAST = 1
 RTN_LOCAL = 2
+# Route types from linux/rtnetlink.h, named as ``ip route`` prints them.
+ROUTE_TYPE_NAMES = {
+    0: "unspec",
+    3: "broadcast",
+    4: "anycast",
+    5: "multicast",
+    6: "blackhole",
+    7: "unreachable",
+    8: "prohibit",
+    9: "throw",
+    10: "nat",
+}
 
 _NLMSGHDR = struct.Struct("=IHHII")
 _RTMSG = struct.Struct("=BBBBBBBBI")
@@ -152,7 +164,8 @@ def _decode_route(message: bytes, destination: bytes) -> Route:
         offset += (length + 3) & ~3
 
     if route_type not in (RTN_UNICAST, RTN_LOCAL):
-        raise NoRouteError(f"route of type {route_type} cannot carry a probe")
+        name = ROUTE_TYPE_NAMES.get(route_type, f"unknown({route_type})")
+        raise NoRouteError(f"the route is of type {name}, which cannot carry a probe")
     if RTA_OIF not in attributes or RTA_PREFSRC not in attributes:
         raise NoRouteError("the route has no output interface or source address")
     index = struct.unpack("=i", attributes[RTA_OIF])[0]

@@ -7,8 +7,10 @@ with a listener on one port, nothing on another, and an nft drop on a third.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from probe_netns import (
     FILTERED_PORT,
     OPEN_PORT,
     READY_TIMEOUT,
+    REPO,
     NamespacePair,
 )
 
@@ -311,3 +314,47 @@ def test_probe_loopback_states(namespace_pair: NamespacePair) -> None:
     assert output["stats"]["sent"] == 4
     assert output["stats"]["sent_routed"] == 4
     assert output["stats"]["resets_sent"] >= 1
+
+
+def test_probe_skips_unroutable(namespace_pair: NamespacePair) -> None:
+    """Targets without a route (no default route exists) and broadcast
+    addresses are counted as unroutable, and no result is reported."""
+    pair = namespace_pair
+    broadcast = f"198.18.{pair.subnet}.255"
+    targets = [("198.19.0.1", OPEN_PORT), (broadcast, OPEN_PORT)]
+
+    output = run_driver(pair, targets)
+
+    assert output["results"] == []
+    assert output["stats"]["unroutable"] == 2
+    assert output["stats"]["sent"] == 0
+
+
+def test_probe_command_interrupt(namespace_pair: NamespacePair) -> None:
+    """SIGINT stops sending, and every probe already sent still gets its
+    line before the command exits 0."""
+    pair = namespace_pair
+    process = subprocess.Popen(
+        ["ip", "netns", "exec", pair.scanner, sys.executable, "-m",
+         "pktscan.net.cli", pair.target_ip, "-p", "20000-21000", "--rate", "50",
+         "--retries", "0", "--wait", "0.5", "--seed", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )  # fmt: skip
+    pair.processes.append(process)
+    assert process.stdout is not None
+    first = process.stdout.readline()
+    process.send_signal(signal.SIGINT)
+    rest, errors = process.communicate(timeout=60)
+
+    lines = [json.loads(line) for line in (first + rest).splitlines()]
+    assert process.returncode == 0, errors
+    assert "interrupted: sending stopped" in errors
+    sent = int(errors.splitlines()[-1].split()[1])
+    assert 1 <= sent < 1001
+    assert len(lines) == sent
+    assert len({line["port"] for line in lines}) == sent
+    assert all(line["state"] == "closed" for line in lines)
