@@ -174,7 +174,7 @@ class Inventory:
         """Open or create the inventory at `path` and migrate its schema.
 
         Args:
-            path: the database file; missing parent directories are created.
+            path: the database file. Missing parent directories are created.
             batch_size: results per transaction.
             commit_interval: seconds after which the pending batch is
                 committed even when it is smaller than `batch_size`.
@@ -254,7 +254,7 @@ class Inventory:
         """Record the start of a scan and commit it at once.
 
         Args:
-            arguments: the scan's options, stored as JSON; values that JSON
+            arguments: the scan's options, stored as JSON. Values that JSON
                 cannot represent are stored as their ``str()``.
             shard: which part of a shared scan this process runs, as ``i/n``.
 

@@ -278,7 +278,7 @@ def test_background_flush_commits_idle_batch(db: Path, chain_a: list[CertInfo]) 
     scan = inventory.begin_scan({})
     inventory.add_result(scan, tls_result("198.18.0.2", 443, chain_a, T0))
 
-    # Wait for the thread's commit; the bound only keeps a failure from hanging.
+    # Wait for the thread's commit. The bound only keeps a failure from hanging.
     committed = 0
     for _ in range(600):
         committed = count(db, "observations")
