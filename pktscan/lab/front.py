@@ -12,7 +12,7 @@ it sends the bytes on to a real TLS server and relays both ways. Features:
 - above-ssl3: a client_version above SSL 3.0 (3,0), in either format.
 - extensions: a TLS ClientHello carrying an extensions block.
 
-Record headers the front tells apart:
+Record headers the front distinguishes:
 
     SSLv2:  | 1LLLLLLL | LLLLLLLL | msg_type=1 | version (2) | ...
     TLS:    | type=22  | version (2) | length (2) | hs_type=1 | len (3)
@@ -53,7 +53,7 @@ class _UnreadableRecord(Exception):
 
 @dataclass(frozen=True, slots=True)
 class HelloFeatures:
-    """What the first record shows about the client's hello.
+    """Features of the client's hello, read from its first record.
 
     Attributes:
         v2hello: the record is an SSLv2-format CLIENT-HELLO.
@@ -95,7 +95,7 @@ def inspect_hello(record: bytes) -> HelloFeatures:
 
 
 def _has_extensions(record: bytes) -> bool:
-    """Whether bytes follow the compression methods of a ClientHello.
+    """Return whether bytes follow the compression methods of a ClientHello.
 
     NOTE: only the first record is read, so a ClientHello fragmented over
     several records counts as having extensions when its first fragment

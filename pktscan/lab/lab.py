@@ -2,7 +2,7 @@
 
 A lab is two network namespaces, NAME-scan and NAME-tgt, joined by a veth
 pair, with real servers in the target namespace and a state directory that
-holds the manifest (lab.json), certificates, configurations, logs and the
+contains the manifest (lab.json), certificates, configurations, logs and the
 PIDs of every process the lab started.
 """
 
@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -170,7 +171,7 @@ class Lab:
         Raises:
             PrivilegeError: not running as root.
             LabError: a lab of this name exists, a setup command failed, or
-                a server did not answer in time.
+                a server did not accept connections in time.
         """
         require_root()
         self._reject_existing()
@@ -206,7 +207,7 @@ class Lab:
             )
 
     def status(self) -> list[dict[str, Any]]:
-        """Check each server: whether its processes run and its port answers.
+        """Check that each server's processes run and its port accepts connections.
 
         Returns one dict per server with its name, address, port, software,
         expected_state, processes (name to running or not), port_state as
@@ -310,14 +311,13 @@ class Lab:
         self, namespace: str, targets: Sequence[str], *, timeout: float, wait: float
     ) -> subprocess.Popen[str]:
         argv = [
-            *("python3", "-m", "pktscan.lab.probe"),
+            sys.executable,
+            "-m",
+            "pktscan.lab.probe",
             f"--timeout={timeout}",
             f"--wait={wait}",
             *targets,
         ]
-        import sys
-
-        argv[0] = sys.executable
         return subprocess.Popen(
             netns.in_namespace(namespace, argv),
             stdout=subprocess.PIPE,

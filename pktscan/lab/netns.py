@@ -64,7 +64,7 @@ def run(argv: Sequence[str], *, stdin: str | None = None) -> str:
 
 
 def namespace_exists(namespace: str) -> bool:
-    """Whether `ip netns` has a namespace of that name."""
+    """Return whether `ip netns` has a namespace of that name."""
     return (NETNS_RUN_DIR / namespace).exists()
 
 
@@ -77,7 +77,7 @@ def create_network(names: LabNames, server_addresses: Sequence[str]) -> None:
     """Create both namespaces, the veth pair and every address.
 
     The target end carries the resolver address and every server address,
-    each a /24 address of its own, so the kernel answers on all of them.
+    each a /24 address of its own, so the kernel accepts connections on all of them.
     """
     scan, target = names.scanner_namespace, names.target_namespace
     run(["ip", "netns", "add", scan])

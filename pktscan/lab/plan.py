@@ -35,7 +35,7 @@ _NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 class Kind(StrEnum):
-    """How a server is built; each kind has its own launcher."""
+    """Build recipe of a server; each kind has its own launcher."""
 
     NGINX_TLS = "nginx-tls"
     NGINX_HTTP = "nginx-http"

@@ -4,7 +4,7 @@ Usage: python -m pktscan.lab.probe [--wait SECONDS] [--timeout SECONDS]
 ADDRESS:PORT[=EXPECTED]...
 
 Prints one JSON object mapping each ADDRESS:PORT to "open" (the connect
-succeeded), "closed" (refused by a reset), "filtered" (no answer within
+succeeded), "closed" (refused by a reset), "filtered" (no reply within
 --timeout) or "error: ..." for anything else. With --wait, targets whose
 state differs from EXPECTED ("open" unless given) are retried until it
 matches or until the wait runs out.

@@ -63,7 +63,7 @@ def _start_time(pid: int) -> int | None:
 
 
 def is_alive(record: ProcessRecord) -> bool:
-    """Whether the recorded process still runs (same PID, same start time)."""
+    """Return whether the recorded process still runs (same PID, same start time)."""
     return _start_time(record.pid) == record.start_time
 
 

@@ -1,13 +1,14 @@
 """Configuration files and command lines of the lab's server processes.
 
 Every process runs in the foreground inside the target namespace, with its
-configuration, PID file and logs under the lab's state directory, so that
-nothing is read from or written to the host's /etc or /var.
+configuration, PID file and logs under the lab's state directory instead
+of the host's /etc/nginx, /var/log and /run.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -25,8 +26,9 @@ from pktscan.lab.plan import (
     ServerSpec,
 )
 
-# Cipher string that lets OpenSSL 3 negotiate TLS 1.0 and 1.1, whose
-# signatures use SHA-1 and MD5, which security level 1 and up reject.
+# Without @SECLEVEL=0, an OpenSSL 3.0.19 server fails TLS 1.0 handshakes
+# with "no suitable signature algorithm": TLS 1.0 and 1.1 sign with MD5 and
+# SHA-1, which security level 1 and up reject.
 LEGACY_CIPHERS = "DEFAULT:@SECLEVEL=0"
 LOOPBACK = "127.0.0.1"
 
@@ -102,14 +104,14 @@ def _command_version(argv: tuple[str, ...], prefix: str) -> str:
 
 
 def nginx_software() -> str:
-    """The nginx and OpenSSL versions, e.g. "nginx 1.22.1 (OpenSSL 3.0.19)"."""
+    """Return the nginx and OpenSSL versions, e.g. "nginx 1.22.1 (OpenSSL 3.0.19)"."""
     nginx = _command_version(("nginx", "-v"), "nginx/")
     openssl = _command_version(("openssl", "version"), "OpenSSL").split()[0]
     return f"nginx {nginx} (OpenSSL {openssl})"
 
 
 def dnsmasq_software() -> str:
-    """The dnsmasq version, e.g. "dnsmasq 2.90"."""
+    """Return the dnsmasq version, e.g. "dnsmasq 2.90"."""
     return "dnsmasq " + _command_version(("dnsmasq", "--version"), "version").split()[0]
 
 
@@ -118,9 +120,7 @@ def _python_module(module: str, *args: str) -> tuple[str, ...]:
 
 
 def python_env() -> dict[str, str]:
-    """Environment for lab helpers written in Python: the package on the path."""
-    import os
-
+    """Return the environment for lab helpers in Python, with pktscan on the path."""
     env = dict(os.environ)
     package_root = str(Path(pktscan.__file__).resolve().parent.parent)
     existing = env.get("PYTHONPATH")
@@ -141,7 +141,7 @@ def write_hosts_file(layout: StateLayout) -> Path:
 
 
 def dnsmasq_launch(layout: StateLayout) -> Launch:
-    """Launch dnsmasq answering only from the lab's hosts file."""
+    """Launch dnsmasq serving only the records of the lab's hosts file."""
     hosts = write_hosts_file(layout)
     argv = (
         "dnsmasq",
@@ -278,7 +278,7 @@ def _tlslite_version() -> str:
 
 
 def ssl2_launch(name: str, listen_address: str, port: int, cert: IssuedCert) -> Launch:
-    """Launch scapy's TLS server automaton, which answers SSLv2 hellos."""
+    """Launch scapy's TLS server automaton, which replies to SSLv2 hellos."""
     import scapy
 
     argv = _python_module(
@@ -316,7 +316,7 @@ def backend_port(spec: ServerSpec) -> int:
 def launches_for(
     layout: StateLayout, spec: ServerSpec, cert: IssuedCert | None
 ) -> list[Launch]:
-    """Every process that `spec` needs, backends first."""
+    """Return the launches of every process `spec` needs, backends first."""
     listen = f"{spec.address}:{spec.port}"
     if spec.kind is Kind.NGINX_HTTP:
         return [nginx_http_launch(layout, spec)]

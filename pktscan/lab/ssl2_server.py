@@ -3,7 +3,7 @@
 Usage: python -m pktscan.lab.ssl2_server --address A --port P --cert PEM
 --key PEM
 
-scapy's automaton answers an SSLv2 CLIENT-HELLO with an SSLv2 SERVER-HELLO
+scapy's automaton replies to an SSLv2 CLIENT-HELLO with an SSLv2 SERVER-HELLO
 that carries the certificate, whatever version the hello offers. It also
 speaks SSL 3.0 and TLS, so this subclass peeks at the first bytes of each
 connection and resets any that do not start an SSLv2 CLIENT-HELLO, which
@@ -36,7 +36,7 @@ LISTEN_BACKLOG = 128
 
 
 def is_sslv2_client_hello(first_bytes: bytes) -> bool:
-    """Whether the bytes start an SSLv2 record (2-byte header) CLIENT-HELLO."""
+    """Return whether the bytes start an SSLv2 record (2-byte header) CLIENT-HELLO."""
     return (
         len(first_bytes) >= 3
         and bool(first_bytes[0] & 0x80)

@@ -1,4 +1,4 @@
-"""Each lab server answers as its kind should, checked from the scanner side.
+"""Each lab server responds as its kind should, checked from the scanner side.
 
 All clients run inside the session lab's scanner namespace; the hellos are
 built by lab_wire, not by pktscan's codec.
@@ -108,7 +108,7 @@ def set_outcomes(lab: Lab) -> dict[str, list[str]]:
 
 
 @pytest.mark.parametrize("name", sorted(SET_OUTCOMES))
-def test_server_answers_each_set(set_outcomes: dict[str, list[str]], name: str) -> None:
+def test_server_response_per_set(set_outcomes: dict[str, list[str]], name: str) -> None:
     assert set_outcomes[name] == SET_OUTCOMES[name]
 
 
