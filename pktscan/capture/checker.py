@@ -468,6 +468,7 @@ def _check_target(
     tokens = list(lookups.get(traffic.server[0], []))
     deviations: list[Deviation] = []
     attempts: list[Attempt] = []
+
     for connection in traffic.connections:
         kind = kinds[connection.kind]
         tokens.append(
@@ -482,12 +483,14 @@ def _check_target(
         deviations += _check_connection(model, connection)
         if kind in ("attempt", "partial"):
             attempts.append(_attempt(model, connection))
+
     tokens.sort(key=lambda token: token.number or 0)
     last = traffic.connections[-1]
     end = Token("end", last.last_number, last.events[-1].timestamp, "no more traffic")
     deviations += walk_sequence(model.target, tokens, end, has_dns=has_dns)
     deviations += _check_rules(model, traffic.server[1], attempts, traffic.connections)
     deviations.sort(key=lambda deviation: deviation.number or 0)
+
     return TargetVerdict(
         _target_text(traffic.server),
         _probe_state(traffic.connections),

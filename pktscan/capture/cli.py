@@ -127,8 +127,8 @@ def show(
     except CaptureError as error:
         raise _fail_unreadable(error) from error
     start = flows.start_time or 0.0
-    shown = list(flows.connections[:limit])
-    sections = [render_ladder(connection, start) for connection in shown]
+    drawn = list(flows.connections[:limit])
+    sections = [render_ladder(connection, start) for connection in drawn]
     if flows.dns:
         sections.insert(0, "DNS\n" + render_dns(flows.dns, start))
     if len(flows.connections) > limit:
@@ -141,7 +141,7 @@ def show(
     typer.echo("\n\n".join(sections) if sections else "no TCP connections")
     if svg is not None:
         try:
-            svg.write_text(render_svg(shown, start), encoding="utf-8")
+            svg.write_text(render_svg(drawn, start), encoding="utf-8")
         except OSError as error:
             typer.echo(f"error: cannot write {svg}: {error.strerror}", err=True)
             raise typer.Exit(EXIT_UNREADABLE) from error

@@ -1,7 +1,7 @@
 """Decode captured frames down to TCP segments and UDP datagrams.
 
 Link layers are peeled by hand, because each one only has to yield the
-network-layer protocol and offset; dpkt then parses IPv4, IPv6, TCP and UDP.
+network-layer protocol and offset. dpkt then parses IPv4, IPv6, TCP and UDP.
 
 | link type | LINKTYPE | network header found at |
 |---|---|---|
@@ -187,6 +187,7 @@ def decode_frame(frame: Frame) -> Segment | Datagram | None:
     ip = _parse_ip(ethertype, frame.data[offset:])
     if ip is None:
         return None
+
     transport = ip.data
     src = str(ipaddress.ip_address(ip.src))
     dst = str(ipaddress.ip_address(ip.dst))

@@ -16,7 +16,7 @@ Each connection is classified from its flags alone:
 | handshake | SYN, then an ACK, data or FIN | anything |
 | partial | no SYN in the capture | anything |
 
-DNS over UDP port 53 is parsed with dpkt; a response is matched to the
+DNS over UDP port 53 is parsed with dpkt. A response is matched to the
 earliest unanswered query with the same client address and port, server
 address, ID and question.
 """
@@ -49,14 +49,14 @@ DNS_PORT = 53
 
 
 class Side(enum.Enum):
-    """Which end of a connection sent a packet."""
+    """The end of a connection that sent a packet."""
 
     CLIENT = "client"
     SERVER = "server"
 
 
 class ConnectionKind(enum.Enum):
-    """What a connection's flags show it was; see the module table."""
+    """The role of a connection, read from its flags (see the module table)."""
 
     PROBE = "probe"
     CLOSED = "closed"

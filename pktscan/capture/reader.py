@@ -1,6 +1,6 @@
 """Read pcap and pcapng files, plain or gzip-compressed, up to the first damage.
 
-The format is told by the first four bytes, never by the file name:
+The format is identified by the first four bytes, never by the file name:
 
 ```
  1f 8b .. ..   gzip: decompressed on the fly, then sniffed again
@@ -86,7 +86,7 @@ class Frame:
 
 @dataclass(frozen=True, slots=True)
 class Damage:
-    """Where and why reading stopped before the end of the file.
+    """The position and reason of damage that stopped reading early.
 
     Attributes:
         number: number the first unreadable packet would have had.
@@ -328,25 +328,19 @@ class CaptureReader:
         if not type_bytes:
             return None
         length_bytes = self._stream.read(4)
+
+        prefix = b""
         if type_bytes == PCAPNG_SHB_TYPE.to_bytes(4, "big"):
-            byte_order_magic = self._stream.read(4)
-            if int.from_bytes(byte_order_magic, "little") == PCAPNG_BYTE_ORDER_MAGIC:
-                self._order = "<"
-            elif int.from_bytes(byte_order_magic, "big") == PCAPNG_BYTE_ORDER_MAGIC:
-                self._order = ">"
-            else:
-                raise _Corrupt(
-                    f"section header byte-order magic {byte_order_magic.hex()} "
-                    "is not 1a2b3c4d in either byte order"
-                )
-            prefix = byte_order_magic
+            # The byte-order magic follows the length and sets the order of
+            # every field in the section, this block's length included.
+            prefix = self._stream.read(4)
+            self._order = _section_byte_order(prefix)
         elif first:
             raise _Corrupt("the file does not start with a section header")
-        else:
-            prefix = b""
         order = self._order
         block_type = struct.unpack(order + "I", type_bytes)[0]
         total = struct.unpack(order + "I", length_bytes)[0]
+
         if total < 12 + len(prefix) or total % 4 or total > MAX_PCAPNG_BLOCK_LEN:
             raise _Corrupt(
                 f"block type 0x{block_type:08x} gives total length {total}, "
@@ -360,6 +354,17 @@ class CaptureReader:
                 f"but ends with {trailer}"
             )
         return block_type, body, order
+
+
+def _section_byte_order(magic: bytes) -> str:
+    if int.from_bytes(magic, "little") == PCAPNG_BYTE_ORDER_MAGIC:
+        return "<"
+    if int.from_bytes(magic, "big") == PCAPNG_BYTE_ORDER_MAGIC:
+        return ">"
+    raise _Corrupt(
+        f"section header byte-order magic {magic.hex()} "
+        "is not 1a2b3c4d in either byte order"
+    )
 
 
 @dataclass(frozen=True, slots=True)

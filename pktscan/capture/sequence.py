@@ -5,10 +5,10 @@ A sequence is a tuple of `Step`s, each accepting some token kinds between
 turns packets into tokens and walks the steps; this module only states what
 each profile expects.
 
-Connection tokens are "<side>:<what>", side "c" (client, the scanner) or "s"
-(server, the target); what is SYN, SYN/ACK, ACK (no payload, no SYN, FIN or
-RST), DATA (new payload bytes), RETX (payload seen before), FIN or RST. A
-segment with payload and FIN gives DATA, then FIN.
+Connection tokens are "<side>:<what>". The side is "c" (client, the
+scanner) or "s" (server, the target). The what is SYN, SYN/ACK, ACK (no
+payload, no SYN, FIN or RST), DATA (new payload bytes), RETX (payload seen
+before), FIN or RST. A segment with payload and FIN gives DATA, then FIN.
 
 Target tokens, one per DNS exchange or connection concerning a target, in
 order of first packet: dns_a (an A or AAAA answer that contains the target's
@@ -41,7 +41,7 @@ UNBOUNDED = None
 
 
 class Profile(enum.Enum):
-    """Which client's behaviour a capture is checked against."""
+    """The client behaviour a capture is checked against."""
 
     SCAN = "scan"
     RAW = "raw"
@@ -128,8 +128,8 @@ def _tokens(*kinds: str) -> frozenset[str]:
 
 SERVER_TOKENS = _tokens("s:SYN/ACK", "s:ACK", "s:DATA", "s:RETX", "s:FIN", "s:RST")
 ACKS_AND_RETRANSMISSIONS = _tokens("c:ACK", "s:ACK", "c:RETX", "s:RETX")
-# The kernel answers a SYN/ACK that arrives for no socket with an RST of its
-# own, so a probe may show two RSTs from the scanner.
+# The kernel replies to a SYN/ACK that arrives for no socket with an RST of
+# its own, so a probe may show two RSTs from the scanner.
 PROBE_OPEN = SequenceModel(
     (
         Step("SYN from scanner", _tokens("c:SYN"), 1, UNBOUNDED),

@@ -1,9 +1,9 @@
 """Name the TLS, SSL 2.0 and HTTP messages in reassembled TCP streams.
 
-This view only locates and names messages; the byte-level codec lives in
-`pktscan.tls`. It tells the checker which protocol set a ClientHello belongs
-to and whether the server's flight carried a certificate, and gives the
-ladder diagram a label per record.
+This view only locates and names messages, because the byte-level codec
+lives in `pktscan.tls`. It gives the checker the protocol set of each
+ClientHello and whether the server's flight carried a certificate, and it
+gives the ladder diagram a label per record.
 
 ```
 TLS record (RFC 5246 6.2.1)          SSL 2.0 record, 2-byte header
@@ -55,7 +55,7 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class StreamView:
-    """What one direction of a connection carried.
+    """The messages that one direction of a connection carried.
 
     Attributes:
         protocol: "tls", "sslv2", "http", "other" or "empty".

@@ -289,9 +289,9 @@ def dns_exchange(
         rr.ptrname = answer
     response.an = [rr]
     client = (SCANNER, 40000 + query_id)
-    asked = builder.udp(client, (RESOLVER, 53), bytes(query))
-    answered = builder.udp((RESOLVER, 53), client, bytes(response))
-    return asked, answered
+    query_number = builder.udp(client, (RESOLVER, 53), bytes(query))
+    response_number = builder.udp((RESOLVER, 53), client, bytes(response))
+    return query_number, response_number
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Run third-party captures through the reader, flows, verify and show.
 
-The files stay where they are: the folder comes from PKTSCAN_CORPUS
-(default /work/shared/corpus/pcaps), and tests are skipped without it. Each
+The files stay where they are: the environment variable PKTSCAN_CORPUS
+names the folder, and the tests are skipped when it does not exist. Each
 file must pass every stage without an escaped exception; a few carry known
 facts (damage position, link type, certificate packet) asserted exactly.
 """

@@ -1,8 +1,8 @@
 """Record a real scan-like exchange on loopback and verify it.
 
 A real `openssl s_server` listens on 127.0.0.1. The test sends a SYN probe
-from a raw socket (the kernel answers the SYN/ACK with its own RST, and the
-test adds the scanner's), then opens one connection per protocol set in
+from a raw socket (the kernel replies to the SYN/ACK with its own RST, and
+the test adds the scanner's), then opens one connection per protocol set in
 order, sends the set's ClientHello, reads the flight until a certificate or
 the end, and closes with SO_LINGER 0 so close() sends an RST. The recorder
 captures all of it, and `capture verify` must find the "scan" profile.

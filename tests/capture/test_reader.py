@@ -126,7 +126,8 @@ def test_reader_gzip(tmp_path: Path) -> None:
 
 def test_reader_pcapng_two_interfaces(tmp_path: Path) -> None:
     builder = _handshake_builder()
-    path = tmp_path / "named.pcap"  # the name says pcap, the magic says pcapng
+    # The name ends in .pcap but the magic number is pcapng's.
+    path = tmp_path / "named.pcap"
     path.write_bytes(_pcapng(builder, (1, 276)))
     with read_capture(path) as reader:
         frames = list(reader)
