@@ -167,6 +167,8 @@ class HandshakeReader:
                 self._handle_record(record)
                 if self._done:
                     break
+            if self._records.error is not None and not self._done:
+                raise self._records.error
         except NotTlsError as error:
             self._emit(ev.NonTlsReceived(error.offset or 0, self._first_bytes))
             self._non_tls = True

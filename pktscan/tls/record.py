@@ -266,21 +266,39 @@ def parse_records(
         NotTlsError: the first bytes of the reply are not TLS or SSL 2.0.
         PeerProtocolError: a record header breaks a limit.
     """
+    batch, error = _parse_until_error(data, stream_offset, framing)
+    if error is not None:
+        raise error
+    return batch
+
+
+def _parse_until_error(
+    data: bytes, stream_offset: int, framing: Framing | None
+) -> tuple[RecordBatch, PeerProtocolError | None]:
+    """Parse like `parse_records`, but return the records before an error."""
     if framing is None:
-        framing = detect_framing(data, stream_offset)
+        try:
+            framing = detect_framing(data, stream_offset)
+        except NotTlsError as not_tls:
+            return RecordBatch((), 0, None), not_tls
         if framing is None:
-            return RecordBatch((), 0, None)
+            return RecordBatch((), 0, None), None
 
     parse = _parse_tls_record if framing == "tls" else _parse_sslv2_record
     records: list[Record] = []
     position = 0
+    failure: PeerProtocolError | None = None
     while position < len(data):
-        parsed = parse(data, position, stream_offset + position)
+        try:
+            parsed = parse(data, position, stream_offset + position)
+        except PeerProtocolError as caught:
+            failure = caught
+            break
         if parsed is None:
             break
         records.append(parsed)
         position = parsed.fragment_offset - stream_offset + _record_span(parsed)
-    return RecordBatch(tuple(records), position, framing)
+    return RecordBatch(tuple(records), position, framing), failure
 
 
 def _record_span(record: Record) -> int:
@@ -293,12 +311,15 @@ def _record_span(record: Record) -> int:
 class RecordReader:
     """Buffers a byte stream and returns its records as they complete.
 
-    Raises the same errors as `parse_records`. After an error the stream
-    cannot be resynchronised, so the caller should stop feeding.
+    When bytes that complete some records are followed by a malformed
+    record header, `feed` returns those records and keeps the error in
+    `error`; the next call to `feed` raises it. The stream cannot be
+    resynchronised after an error, so the caller should stop feeding.
     """
 
     def __init__(self, framing: Framing | None = None) -> None:
         self.framing: Framing | None = framing
+        self.error: PeerProtocolError | None = None
         self._buffer = bytearray()
         self._buffer_offset = 0
 
@@ -313,14 +334,25 @@ class RecordReader:
         return self._buffer_offset + len(self._buffer)
 
     def feed(self, data: bytes) -> list[Record]:
-        """Add received bytes and return the records they complete."""
+        """Add received bytes and return the records they complete.
+
+        Raises:
+            NotTlsError: the reply does not start with a TLS or SSL 2.0
+                record.
+            PeerProtocolError: a record header breaks a limit, and no
+                complete record precedes it in this call.
+        """
+        if self.error is not None:
+            raise self.error
         self._buffer += data
-        batch = parse_records(
-            bytes(self._buffer),
-            stream_offset=self._buffer_offset,
-            framing=self.framing,
+        batch, error = _parse_until_error(
+            bytes(self._buffer), self._buffer_offset, self.framing
         )
         self.framing = batch.framing
         del self._buffer[: batch.consumed]
         self._buffer_offset += batch.consumed
+        if error is not None:
+            self.error = error
+            if not batch.records:
+                raise error
         return list(batch.records)

@@ -248,3 +248,19 @@ def test_arbitrary_bytes_return_or_raise(data: bytes, framing: str | None) -> No
     except PeerProtocolError:
         return
     assert 0 <= batch.consumed <= len(data)
+
+
+def test_reader_returns_records_before_error() -> None:
+    reader = RecordReader()
+    records = reader.feed(HANDSHAKE + hx("30 0303 0001 00"))
+    assert records == [TlsRecord(0, 0x16, 0x0303, hx("0e 000000"))]
+    assert reader.error is not None
+    assert reader.error.offset == 9
+    with pytest.raises(PeerProtocolError, match="content_type 48 at offset 9"):
+        reader.feed(b"")
+
+
+def test_reader_raises_error_without_records() -> None:
+    reader = RecordReader()
+    with pytest.raises(NotTlsError):
+        reader.feed(b"SSH-2.0-x\r\n")
