@@ -167,7 +167,7 @@ def scan(
         inventory.close()
 
     if show:
-        print_scan_table(Console(), results)
+        print_scan_table(_table_console(), results)
     _print_statistics(summary)
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -189,7 +189,8 @@ def hello(
     """Print the ClientHello of a protocol set, byte by byte, explained."""
     import os
 
-    from pktscan.tls.hello import build_set_hello, render_hello
+    from pktscan.tls.explain import render_hello
+    from pktscan.tls.sets import build_set_hello
 
     formats = ("hex", "annotated", "json", "raw")
     if output_format not in formats:
@@ -213,6 +214,18 @@ class _InventorySink:
 
     def write(self, result: object) -> None:
         self.inventory.add_result(self.scan_id, result)  # type: ignore[attr-defined]
+
+
+def _table_console() -> Console:
+    """A console for the results table: as wide as a full fingerprint row.
+
+    Off a terminal rich assumes 80 columns, which folds every fingerprint;
+    files and pipes get a width that fits a row instead.
+    """
+    console = Console()
+    if console.is_terminal:
+        return console
+    return Console(width=200)
 
 
 def _validate_numbers(options: ScanOptions) -> None:

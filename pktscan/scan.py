@@ -180,7 +180,8 @@ async def run_scan(
     """
     spec = parse_targets(options.targets)
     ports = parse_ports(options.ports)
-    exclude = parse_exclusions(options.exclude, options.exclude_file)
+    exclude_files = [str(options.exclude_file)] if options.exclude_file else []
+    exclude = parse_exclusions(options.exclude, exclude_files)
     scan = _Scan(options, sinks, on_result)
     if stop is not None:
         scan.stop = stop

@@ -28,7 +28,7 @@ from pktscan.certs import decode_chain
 from pktscan.grab.sockets import RECEIVE_SIZE, connect_abortive
 from pktscan.results import AttemptRecord, TlsResult
 from pktscan.tls.client import HandshakeOutcome, HandshakeReader
-from pktscan.tls.hello import PROTOCOL_SETS, ProtocolSet, build_set_hello
+from pktscan.tls.sets import PROTOCOL_SETS, ProtocolSet, build_set_hello
 
 logger = logging.getLogger(__name__)
 
