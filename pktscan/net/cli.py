@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import pwd
 import signal
 import sys
 import threading
@@ -14,7 +16,7 @@ from typing import Annotated, TextIO
 
 import typer
 
-from pktscan.errors import InputError, LocalError, PktscanError
+from pktscan.errors import InputError, LocalError, PktscanError, PrivilegeError
 from pktscan.net.prober import ProbeResult, ProbeStats
 from pktscan.net.prober import probe as run_probe
 from pktscan.targets import (
@@ -48,7 +50,7 @@ def probe(
     ] = 1,
     wait: Annotated[
         float,
-        typer.Option(min=0.0, help="Seconds to wait for an response after each SYN."),
+        typer.Option(min=0.0, help="Seconds to wait for a response after each SYN."),
     ] = 1.0,
     seed: Annotated[
         int | None,
@@ -82,10 +84,26 @@ def probe(
             min=1, max=65535, help="TCP source port; default: random in 61001-65535."
         ),
     ] = None,
+    user: Annotated[
+        str | None,
+        typer.Option(
+            help="Switch to this user once the raw sockets are open, "
+            "before the first SYN."
+        ),
+    ] = None,
+    progress: Annotated[
+        bool | None,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Show a progress line on stderr; default: when stderr is a terminal.",
+        ),
+    ] = None,
 ) -> None:
     """SYN-probe TARGETS x PORTS: one JSON line per port (open and closed as
     responses arrive, filtered after the wait), then statistics on stderr."""
     space = _build_space(targets, ports, seed, shard, exclude, exclude_file)
+    account = _find_user(user) if user is not None else None
+    show_progress = sys.stderr.isatty() if progress is None else progress
     stop = threading.Event()
 
     def on_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -124,10 +142,49 @@ def probe(
                 on_result=write,
                 stop=stop,
                 max_runtime=max_runtime,
+                on_progress=_print_progress if show_progress else None,
+                on_ready=None if account is None else lambda: _switch_user(account),
             )
         finally:
             signal.signal(signal.SIGINT, previous)
+    if show_progress:
+        print(file=sys.stderr)
     print(format_stats(stats), file=sys.stderr)
+
+
+def _print_progress(stats: ProbeStats) -> None:
+    rate = stats.sent / stats.elapsed if stats.elapsed > 0 else 0.0
+    print(
+        f"\rprobe: {stats.sent} SYN sent ({rate:.0f}/s), {stats.open} open, "
+        f"{stats.closed} closed, {stats.filtered} filtered",
+        end="",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _find_user(name: str) -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        raise InputError(
+            f"user '{name}' not found", "give an existing user name, e.g. nobody"
+        ) from None
+
+
+def _switch_user(account: pwd.struct_passwd) -> None:
+    """Drop root for the given user; the open raw sockets keep working,
+    because the kernel checks CAP_NET_RAW only when a socket is created."""
+    try:
+        os.setgroups([])
+        os.setgid(account.pw_gid)
+        os.setuid(account.pw_uid)
+    except PermissionError as error:
+        raise PrivilegeError(
+            f"cannot switch to user '{account.pw_name}': {error.strerror}",
+            "run as root to use --user, or leave --user out",
+        ) from error
+    logger.info("switched to user %s (uid %d)", account.pw_name, account.pw_uid)
 
 
 def _build_space(

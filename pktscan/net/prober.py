@@ -4,7 +4,7 @@ One thread sends, one receives:
 
 - The calling thread paces SYNs with a token bucket, retransmits probes left
   unanswered after `wait` seconds, and reports each outcome through
-  `on_result`. It keeps a window of probes still waiting for an response, which
+  `on_result`. It keeps a window of probes still waiting for a response, which
   holds about rate x wait x (retries + 1) entries, never the whole space.
 - The receiver thread reads TCP segments to our source port, keeps those whose
   acknowledgment number matches the SYN cookie, responses each valid SYN/ACK
@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 # with the host's own connections.
 SOURCE_PORT_RANGE = (61001, 65535)
 SEEN_LIMIT = 65536
+PROGRESS_SECONDS = 1.0
 LOGGED_ROUTE_ERRORS = 10
 LOGGED_SEND_ERRORS = 10
 LOOPBACK_INTERFACE = "lo"
@@ -127,7 +128,7 @@ def endpoint(ip: str, port: int) -> str:
 
 @dataclass(slots=True)
 class _Pending:
-    """A probe waiting for an response."""
+    """A probe waiting for a response."""
 
     deadline: float
     attempts: int
@@ -151,6 +152,8 @@ def probe(
     on_result: Callable[[ProbeResult], None] | None = None,
     stop: threading.Event | None = None,
     max_runtime: float | None = None,
+    on_progress: Callable[[ProbeStats], None] | None = None,
+    on_ready: Callable[[], None] | None = None,
 ) -> ProbeStats:
     """SYN-probe every (address, port) and report open, closed and filtered.
 
@@ -164,11 +167,14 @@ def probe(
         targets: (address, port) pairs, consumed once and lazily.
         rate: SYNs per second, retransmissions included; 0 for no pacing.
         retries: retransmissions of an unanswered SYN.
-        wait: seconds to wait for an response after each SYN.
+        wait: seconds to wait for a response after each SYN.
         source_port: our TCP port; None picks one at random from 61001-65535.
         on_result: called once per probed port.
         stop: set from another thread to end the run early.
         max_runtime: seconds after which sending stops, as with `stop`.
+        on_progress: called with the live counters about once a second.
+        on_ready: called once the sockets are open, before the first SYN,
+            for example to drop privileges (open sockets keep working).
 
     Raises:
         PrivilegeError: the raw sockets cannot be opened without root or
@@ -185,7 +191,10 @@ def probe(
         source_port = random.randint(*SOURCE_PORT_RANGE)
 
     prober = _Prober(rate, retries, wait, source_port, on_result)
+    prober.on_progress = on_progress
     try:
+        if on_ready is not None:
+            on_ready()
         return prober.run(targets, stop or threading.Event(), max_runtime)
     finally:
         prober.close()
@@ -202,6 +211,8 @@ class _Prober:
     ) -> None:
         self.retries = retries
         self.wait = wait
+        self.on_progress: Callable[[ProbeStats], None] | None = None
+        self.progress_at = 0.0
         self.source_port = source_port
         self.on_result = on_result
         self.stats = ProbeStats()
@@ -248,6 +259,7 @@ class _Prober:
     ) -> ProbeStats:
         self.thread.start()
         self.start = time.monotonic()
+        self.progress_at = self.start
         end = None if max_runtime is None else self.start + max_runtime
         stopped = False
 
@@ -259,6 +271,7 @@ class _Prober:
             self._expire(time.monotonic(), resend=True)
             self.bucket.acquire()
             self._send_probe(ip, port, attempt=1)
+            self._report_progress()
 
         while self.pending and not stopped:
             if stop.is_set() or (end is not None and time.monotonic() >= end):
@@ -266,6 +279,7 @@ class _Prober:
                 break
             now = time.monotonic()
             self._expire(now, resend=True)
+            self._report_progress()
             if self.pending:
                 first = next(iter(self.pending.values()))
                 self._drain(min(max(first.deadline - now, 0.0), 0.05))
@@ -277,6 +291,15 @@ class _Prober:
 
         self._finish()
         return self.stats
+
+    def _report_progress(self) -> None:
+        if self.on_progress is None:
+            return
+        now = time.monotonic()
+        if now - self.progress_at >= PROGRESS_SECONDS:
+            self.progress_at = now
+            self.stats.elapsed = now - self.start
+            self.on_progress(self.stats)
 
     def _finish(self) -> None:
         self.stats.elapsed = time.monotonic() - self.start

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -358,3 +359,72 @@ def test_probe_command_interrupt(namespace_pair: NamespacePair) -> None:
     assert len(lines) == sent
     assert len({line["port"] for line in lines}) == sent
     assert all(line["state"] == "closed" for line in lines)
+
+
+SWITCHING_DRIVER = """
+import json, os, pwd, sys
+from pktscan.net.cli import _switch_user
+from pktscan.net.prober import probe
+account = pwd.getpwnam("nobody")
+owners = []
+stats = probe(
+    [(sys.argv[1], int(sys.argv[2])), (sys.argv[1], int(sys.argv[3]))],
+    rate=100,
+    wait=0.5,
+    on_ready=lambda: _switch_user(account),
+    on_result=lambda result: owners.append((result.state, os.geteuid())),
+)
+print(json.dumps({"owners": owners, "uid": account.pw_uid, "sent": stats.sent}))
+"""
+
+
+def test_probe_after_switching_user(namespace_pair: NamespacePair) -> None:
+    """Probing goes on as the unprivileged user once the sockets are open."""
+    pair = namespace_pair
+    pair.start_listener(pair.target_ip, OPEN_PORT)
+
+    completed = pair.run_in_scanner(
+        "-c", SWITCHING_DRIVER, pair.target_ip, str(OPEN_PORT), str(CLOSED_PORT)
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    output = json.loads(completed.stdout)
+    assert output["uid"] != 0
+    assert sorted(output["owners"]) == [
+        ["closed", output["uid"]],
+        ["open", output["uid"]],
+    ]
+    assert output["sent"] == 2
+
+
+def test_probe_command_progress_and_user(namespace_pair: NamespacePair) -> None:
+    pair = namespace_pair
+
+    completed = pair.run_in_scanner(
+        "-m", "pktscan.net.cli", pair.target_ip, "-p", "20000-20299",
+        "--rate", "200", "--wait", "0.5", "--seed", "2", "--progress",
+        "--user", "nobody",
+    )  # fmt: skip
+
+    assert completed.returncode == 0, completed.stderr
+    assert len(completed.stdout.splitlines()) == 300
+    # text mode turns the progress line's carriage returns into newlines.
+    progress = [line for line in completed.stderr.splitlines() if "/s)" in line]
+    assert len(progress) >= 1
+    assert re.fullmatch(
+        r"probe: \d+ SYN sent \(\d+/s\), 0 open, \d+ closed, 0 filtered", progress[0]
+    )
+    assert completed.stderr.splitlines()[-1].startswith("probe: 300 SYN sent")
+
+
+def test_probe_command_unknown_user(namespace_pair: NamespacePair) -> None:
+    completed = namespace_pair.run_in_scanner(
+        "-m", "pktscan.net.cli", namespace_pair.target_ip, "-p", "443",
+        "--user", "no-such-user-pktscan",
+    )  # fmt: skip
+
+    assert completed.returncode == 2
+    assert completed.stderr.splitlines()[0] == (
+        "error: user 'no-such-user-pktscan' not found"
+    )
+    assert completed.stdout == ""
