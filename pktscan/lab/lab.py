@@ -546,6 +546,15 @@ def _server_entry(
     launches: list[Launch],
     names: LabNames,
 ) -> dict[str, Any]:
+    """Build the manifest entry of one server.
+
+    `chain_files` lists every certificate the server sends, leaf first, one
+    PEM file each; `cert_file` is the first of them.
+    """
+    chain_files = []
+    if cert is not None:
+        served = [cert.leaf_file, *cert.intermediate_files]
+        chain_files = [str(path.resolve()) for path in served]
     if launches:
         software = launches[-1].software
     elif spec.kind is Kind.FILTERED:
@@ -563,9 +572,7 @@ def _server_entry(
         "expected_version": spec.expected_version,
         "leaf_sha256": cert.leaf_sha256 if cert else None,
         "cert_file": str(cert.leaf_file.resolve()) if cert else None,
-        "chain_files": [str(path.resolve()) for path in cert.chain_files]
-        if cert
-        else [],
+        "chain_files": chain_files,
     }
 
 

@@ -33,7 +33,8 @@ class IssuedCert:
     Attributes:
         leaf_file: PEM of the leaf alone.
         key_file: PEM of the leaf's private key (PKCS#8, unencrypted).
-        chain_files: PEM of each certificate sent after the leaf, in order.
+        intermediate_files: PEM of each certificate sent after the leaf, in
+            order.
         bundle_file: PEM of the leaf followed by the chain, as nginx wants.
         leaf_sha256: hex SHA-256 of the leaf's DER encoding.
         chain_der_bytes: total DER size of leaf plus chain.
@@ -41,7 +42,7 @@ class IssuedCert:
 
     leaf_file: Path
     key_file: Path
-    chain_files: tuple[Path, ...]
+    intermediate_files: tuple[Path, ...]
     bundle_file: Path
     leaf_sha256: str
     chain_der_bytes: int
@@ -178,7 +179,7 @@ class LabPKI:
         )
         key_file = _write(self.directory / f"{server}.key.pem", key_pem, 0o600)
         leaf_file = _write(self.directory / f"{server}.pem", _pem(leaf))
-        chain_files = tuple(
+        intermediate_files = tuple(
             _write(self.directory / f"{server}.chain-{index}.pem", _pem(cert))
             for index, cert in enumerate(chain, start=1)
         )
@@ -190,7 +191,7 @@ class LabPKI:
         return IssuedCert(
             leaf_file=leaf_file,
             key_file=key_file,
-            chain_files=chain_files,
+            intermediate_files=intermediate_files,
             bundle_file=bundle_file,
             leaf_sha256=hashlib.sha256(leaf_der).hexdigest(),
             chain_der_bytes=chain_der_bytes,

@@ -47,7 +47,7 @@ def test_leaf_fingerprint_and_issuer(pki: LabPKI) -> None:
     assert issued.leaf_sha256 == hashlib.sha256(der).hexdigest()
     assert leaf.issuer == pki.root_cert.subject
     leaf.verify_directly_issued_by(pki.root_cert)
-    assert issued.chain_files == ()
+    assert issued.intermediate_files == ()
     assert issued.bundle_file.read_bytes() == issued.leaf_file.read_bytes()
 
 
@@ -55,7 +55,7 @@ def test_big_chain_exceeds_one_record(pki: LabPKI) -> None:
     issued: IssuedCert = pki.issue(
         "bigchain", "bigchain.lab.pktscan.test", big_chain=True
     )
-    chain = [_load(path) for path in issued.chain_files]
+    chain = [_load(path) for path in issued.intermediate_files]
     assert issued.chain_der_bytes > 16384
     der_sizes = [
         len(cert.public_bytes(serialization.Encoding.DER))
