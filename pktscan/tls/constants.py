@@ -3,9 +3,11 @@
 Each registry is an `IntEnum` whose member names are the names that IANA's
 "Transport Layer Security (TLS) Parameters" and "TLS ExtensionType Values"
 registries give, or for SSL 2.0 the names of the SSL 2.0 draft
-(draft-hickman-netscape-ssl-00). A value that no registry here lists stays a
-plain `int`: parsers never fail on it, and `name_of` shows it as
-`unknown(0x....)`.
+(draft-hickman-netscape-ssl-00). The decoders keep a value that no registry
+here lists as a plain `int`, and `name_of` shows it as `unknown(0x....)`.
+The one exception is the record content type: the record parser rejects
+types outside 20-26, because such a byte means that the stream is not TLS
+or has lost its record boundaries.
 """
 
 from __future__ import annotations

@@ -251,7 +251,7 @@ def _decode_extensions(
 
 
 def decode_server_hello(message: HandshakeMessage) -> ServerHello | HelloRetryRequest:
-    """Decode a ServerHello body, or a HelloRetryRequest if its random says so.
+    """Decode a ServerHello body, or a HelloRetryRequest if its random is the HRR value.
 
     Raises:
         PeerProtocolError: a length runs past the body, or bytes remain.

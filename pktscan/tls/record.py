@@ -311,9 +311,9 @@ def _record_span(record: Record) -> int:
 class RecordReader:
     """Buffers a byte stream and returns its records as they complete.
 
-    When bytes that complete some records are followed by a malformed
-    record header, `feed` returns those records and keeps the error in
-    `error`; the next call to `feed` raises it. The stream cannot be
+    When complete records are followed by a malformed record header in the
+    same call, `feed` returns those records and stores the error in
+    `error`. The next call to `feed` raises it. The stream cannot be
     resynchronised after an error, so the caller should stop feeding.
     """
 

@@ -30,7 +30,7 @@ Choices, and why:
   handshake message would be 256-511 bytes long (`hello.pad_for_f5`).
 - signature_algorithms only in set 3: RFC 5246 7.4.1.4.1 forbids it in
   hellos that offer only versions before TLS 1.2.
-- No ffdhe groups in supported_groups: by RFC 7919 4 a server that knows
+- No ffdhe groups in supported_groups: by RFC 7919 4 a server that supports
   none of the offered ffdhe groups must not pick a DHE suite, which would
   lose servers that speak only DHE with their own group.
 - No anonymous, PSK or SRP suites: a server that picks one sends no

@@ -5,10 +5,10 @@ Run from the repository root:
     .venv/bin/python tests/tls/flights/record_flights.py
 
 For each flight it starts one local server (openssl s_server, a tlslite-ng
-server or scapy's TLSServerAutomaton) on a free loopback port, sends it one
-of our hellos over a plain socket, saves every byte the server sends until
-the HandshakeReader is done, the server closes, or 5 seconds pass, and
-stops the server by its PID. Certificates and keys are generated here,
+server or scapy's TLSServerAutomaton) on a free loopback port and sends it
+one of our hellos over a plain socket. It saves every byte the server sends
+until the HandshakeReader is done, the server closes, or 5 seconds pass.
+Then it stops the server by its PID. Certificates and keys are generated here,
 once, and kept next to the flights: they are test fixtures, not secrets.
 Every connection goes to 127.0.0.1 only.
 """
