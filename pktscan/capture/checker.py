@@ -10,7 +10,6 @@ the first later step that accepts the token, so one mistake is reported once.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,11 +20,16 @@ from pktscan.capture.decode import TH_ACK, TH_FIN, TH_RST, TH_SYN
 from pktscan.capture.flows import (
     Connection,
     ConnectionKind,
-    DnsExchange,
     FlowSet,
     Side,
     TcpEvent,
     flows_from_file,
+)
+from pktscan.capture.lookups import (
+    AddressLookups,
+    forward_tokens,
+    lookups_by_address,
+    reverse_lookup_deviations,
 )
 from pktscan.capture.reader import Damage
 from pktscan.capture.sequence import (
@@ -33,17 +37,14 @@ from pktscan.capture.sequence import (
     Profile,
     ProfileModel,
     Rule,
-    SequenceModel,
-    Step,
 )
 from pktscan.capture.tlsview import StreamView, view_stream
+from pktscan.capture.walk import Deviation, Token, walk_sequence
 
 HTTP_PORT = 80
 # Attempt.hello of a connection whose client sent no payload; the connection
 # model already reports the missing ClientHello.
 NO_DATA = "no data"
-DNS_A_TYPES = (1, 28)
-DNS_PTR_TYPE = 12
 
 PROBE_TOKENS = {
     ConnectionKind.PROBE: "probe_open",
@@ -59,42 +60,6 @@ ATTEMPT_TOKENS = {
     ConnectionKind.HANDSHAKE: "attempt",
     ConnectionKind.PARTIAL: "partial",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Token:
-    """One observation in a sequence: a segment, or a lookup or connection."""
-
-    kind: str
-    number: int | None
-    timestamp: float | None
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Deviation:
-    """A packet where the capture departs from the expected sequence.
-
-    Attributes:
-        number: packet number, or None when no packet carries the deviation.
-        timestamp: the packet's time, seconds since the epoch.
-        expected: what the sequence expected there.
-        seen: what the capture shows instead.
-    """
-
-    number: int | None
-    timestamp: float | None
-    expected: str
-    seen: str
-
-    def to_json(self) -> dict[str, Any]:
-        """Return the deviation as a JSON object."""
-        return {
-            "packet": self.number,
-            "time": self.timestamp,
-            "expected": self.expected,
-            "seen": self.seen,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,126 +186,6 @@ class CheckReport:
         }
 
 
-def walk_sequence(
-    model: SequenceModel,
-    tokens: Sequence[Token],
-    end: Token,
-    *,
-    has_dns: bool = True,
-) -> list[Deviation]:
-    """Walk tokens through a model's steps and return the deviations.
-
-    Args:
-        model: the expected sequence.
-        tokens: observations in order.
-        end: where the sequence ends, used as "seen" for a missing step.
-        has_dns: whether the capture contains DNS; steps marked `needs_dns`
-            expect nothing without it.
-    """
-    walk = _Walk(model, has_dns)
-    for token in tokens:
-        walk.feed(token)
-    walk.finish(end)
-    return walk.deviations
-
-
-class _Walk:
-    def __init__(self, model: SequenceModel, has_dns: bool) -> None:
-        self.steps = model.steps
-        self.model = model
-        self.has_dns = has_dns
-        self.index = 0
-        self.count = 0
-        self.seen: set[str] = set()
-        self.reported: set[int] = set()
-        self.deviations: list[Deviation] = []
-
-    def _minimum(self, step: Step) -> int:
-        if step.requires is not None and step.requires not in self.seen:
-            return 0
-        if step.needs_dns and not self.has_dns:
-            return 0
-        return step.min_count
-
-    def _accepts(self, step: Step, token: Token, count: int) -> bool:
-        if token.kind not in step.tokens:
-            return False
-        if step.requires is not None and step.requires not in self.seen:
-            return False
-        return step.max_count is None or count < step.max_count
-
-    def _place(self, token: Token) -> int:
-        """Return the step that accepts the token, or -1 - the blocking step."""
-        position, count = self.index, self.count
-        while position < len(self.steps):
-            step = self.steps[position]
-            if self._accepts(step, token, count):
-                return position
-            if count < self._minimum(step):
-                return -1 - position
-            position, count = position + 1, 0
-        return -1 - len(self.steps)
-
-    def _finished(self) -> bool:
-        last = len(self.steps) - 1
-        if self.index < last:
-            return all(
-                self._minimum(step) == 0 for step in self.steps[self.index + 1 :]
-            ) and self.count >= self._minimum(self.steps[self.index])
-        return self.count >= self._minimum(self.steps[last])
-
-    def feed(self, token: Token) -> None:
-        placed = self._place(token)
-        if placed >= 0:
-            self._advance(placed, token)
-            return
-        blocked = -1 - placed
-        if blocked >= len(self.steps) and token.kind in self.model.trailing:
-            return
-        if token.kind in self.model.ignorable and not (
-            blocked >= len(self.steps) and self._finished()
-        ):
-            return
-        if blocked not in self.reported:
-            expected = (
-                self.steps[blocked].expected
-                if blocked < len(self.steps)
-                else self.model.after_last
-            )
-            self.deviations.append(
-                Deviation(token.number, token.timestamp, expected, token.text)
-            )
-            self.reported.add(blocked)
-        later = next(
-            (
-                position
-                for position in range(blocked + 1, len(self.steps))
-                if self._accepts(self.steps[position], token, 0)
-            ),
-            None,
-        )
-        if later is not None:
-            self._advance(later, token)
-
-    def _advance(self, position: int, token: Token) -> None:
-        if position != self.index:
-            self.index, self.count = position, 0
-        self.count += 1
-        self.seen.add(token.kind)
-
-    def finish(self, end: Token) -> None:
-        position, count = self.index, self.count
-        while position < len(self.steps):
-            step = self.steps[position]
-            if count < self._minimum(step):
-                if position not in self.reported:
-                    self.deviations.append(
-                        Deviation(end.number, end.timestamp, step.expected, end.text)
-                    )
-                return
-            position, count = position + 1, 0
-
-
 def _side_word(model: ProfileModel, side: Side) -> str:
     return model.client if side is Side.CLIENT else model.server
 
@@ -398,10 +243,12 @@ def check_flows(flows: FlowSet, profile: Profile, path: str = "") -> CheckReport
             connection.server, _TargetTraffic(connection.server, [])
         )
         traffic.connections.append(connection)
-    lookups = _lookups_by_address(flows.dns)
+    lookups = lookups_by_address(flows.dns)
     has_dns = bool(flows.dns)
+    by_address = _address_deviations(model, targets, lookups, has_dns)
     verdicts = tuple(
-        _check_target(model, traffic, lookups, has_dns) for traffic in targets.values()
+        _check_target(model, traffic, lookups, has_dns, by_address[traffic.server])
+        for traffic in targets.values()
     )
     return CheckReport(
         path, profile, flows.frames, flows.start_time, flows.damage, verdicts
@@ -421,52 +268,40 @@ def _carries_data(connection: Connection) -> bool:
     return bool(connection.client_stream.chunks or connection.server_stream.chunks)
 
 
-def _lookups_by_address(
-    exchanges: Iterable[DnsExchange],
-) -> dict[str, list[Token]]:
-    """Return dns_a and ptr tokens keyed by the address they concern."""
-    by_address: dict[str, list[Token]] = defaultdict(list)
-    for exchange in exchanges:
-        if exchange.response_number is None:
-            suffix = "unanswered"
-        else:
-            suffix = f"answered in packet {exchange.response_number}"
-        number, time = exchange.query_number, exchange.query_timestamp
-        if exchange.qtype in DNS_A_TYPES:
-            text = f"A/AAAA query for {exchange.name}, {suffix}"
-            for answer in exchange.answers:
-                by_address[answer].append(Token("dns_a", number, time, text))
-        elif exchange.qtype == DNS_PTR_TYPE:
-            address = _address_of_reverse_name(exchange.name)
-            if address is not None:
-                text = f"PTR query for {exchange.name}, {suffix}"
-                by_address[address].append(Token("ptr", number, time, text))
-    return by_address
-
-
-def _address_of_reverse_name(name: str) -> str | None:
-    labels = name.split(".")
-    try:
-        if name.endswith(".in-addr.arpa") and len(labels) == 6:
-            return str(ipaddress.IPv4Address(".".join(reversed(labels[:4]))))
-        if name.endswith(".ip6.arpa") and len(labels) == 34:
-            digits = "".join(reversed(labels[:32]))
-            groups = [digits[i : i + 4] for i in range(0, 32, 4)]
-            return str(ipaddress.IPv6Address(":".join(groups)))
-    except ValueError:
-        return None
-    return None
+def _address_deviations(
+    model: ProfileModel,
+    targets: dict[tuple[str, int], _TargetTraffic],
+    lookups: dict[str, AddressLookups],
+    has_dns: bool,
+) -> dict[tuple[str, int], list[Deviation]]:
+    """Check the PTR lookups of every address, when the capture has DNS."""
+    found: dict[tuple[str, int], list[Deviation]] = defaultdict(list)
+    if Rule.PTR_PER_ADDRESS not in model.rules or not has_dns:
+        return found
+    by_address: dict[str, list[_TargetTraffic]] = defaultdict(list)
+    for traffic in targets.values():
+        by_address[traffic.server[0]].append(traffic)
+    for address, traffics in by_address.items():
+        pairs = [(traffic.server, traffic.connections) for traffic in traffics]
+        reverse = lookups[address].reverse if address in lookups else []
+        for server, deviations in reverse_lookup_deviations(
+            address, pairs, reverse
+        ).items():
+            found[server] += deviations
+    return found
 
 
 def _check_target(
     model: ProfileModel,
     traffic: _TargetTraffic,
-    lookups: dict[str, list[Token]],
+    lookups: dict[str, AddressLookups],
     has_dns: bool,
+    address_deviations: list[Deviation],
 ) -> TargetVerdict:
     kinds = PROBE_TOKENS if model.profile is Profile.SCAN else ATTEMPT_TOKENS
-    tokens = list(lookups.get(traffic.server[0], []))
-    deviations: list[Deviation] = []
+    address = traffic.server[0]
+    tokens = forward_tokens(lookups[address].forward) if address in lookups else []
+    deviations = list(address_deviations)
     attempts: list[Attempt] = []
 
     for connection in traffic.connections:

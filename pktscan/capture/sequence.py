@@ -12,7 +12,7 @@ before), FIN or RST. A segment with payload and FIN gives DATA, then FIN.
 
 Target tokens, one per DNS exchange or connection concerning a target, in
 order of first packet: dns_a (an A or AAAA answer that contains the target's
-address), ptr (a PTR query for it), probe_open, probe_closed, probe_filtered
+address), probe_open, probe_closed, probe_filtered
 (SYN probes answered by SYN/ACK, by RST, or not at all), attempt (a
 connection that completed the handshake or carried data), closed, filtered
 (a connection's SYN answered by RST, or not at all) and partial (a connection
@@ -20,10 +20,16 @@ whose SYN is not in the capture).
 
 Profiles:
 
-- scan: the kernel engine. Optional A lookup, a SYN probe, a PTR lookup,
-  then per attempt a new connection: SYN, SYN/ACK, ACK, ClientHello, server
-  flight, and the scanner's RST as the last packet from it. Up to four
-  attempts, protocol sets increasing, none after a certificate.
+- scan: the kernel engine. Optional A lookup, a SYN probe, then per attempt
+  a new connection: SYN, SYN/ACK, ACK, ClientHello, server flight, and the
+  scanner's RST as the last packet from it. Up to four attempts, protocol
+  sets increasing, none after a certificate.
+
+PTR lookups are per address, not per port, so `Rule.PTR_PER_ADDRESS` checks
+them across an address's targets: one lookup for every address that
+answered a probe, before that address's first ClientHello. It applies only
+when the capture contains DNS, since a capture filtered to TCP cannot show
+lookups.
 - raw: the raw engine. Each attempt is one pass: SYN, SYN/ACK, an optional
   bare ACK, the ClientHello, the flight, the RST; no separate probe.
 - any: any client. Per connection that carries data: handshake,
@@ -55,6 +61,9 @@ class Rule(enum.Enum):
     NONE_AFTER_CERTIFICATE = "no attempt after one that brought a certificate"
     HELLO_FROM_A_SET = "each ClientHello is one that a protocol set produces"
     HTTP_ON_PORT_80 = "connections to port 80 carry an HTTP request"
+    PTR_PER_ADDRESS = (
+        "one PTR lookup per address that answered, before its first ClientHello"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,16 +214,9 @@ SCAN_TARGET = SequenceModel(
             1,
             1,
         ),
-        Step(
-            "PTR query and answer",
-            _tokens("ptr"),
-            1,
-            1,
-            requires="probe_open",
-            needs_dns=True,
-        ),
         Step("attempt connection", _tokens("attempt"), 1, 4, requires="probe_open"),
     ),
+    ignorable=_tokens("ptr"),
     after_last=TARGET_DONE,
 )
 RAW_TARGET = SequenceModel(

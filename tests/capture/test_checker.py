@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import dpkt
@@ -12,6 +13,7 @@ from capture_builders import (
     CaptureBuilder,
     Conversation,
     certificate_flight,
+    dns_exchange,
     probe_open,
     run_attempt,
     scan_target,
@@ -148,9 +150,57 @@ def test_scan_missing_ptr_with_dns(tmp_path: Path) -> None:
     numbers = scan_target(builder, [AttemptPlan(3)], ptr=False)
     deviations = _only_target_deviations(_check(builder, tmp_path, Profile.SCAN))
 
+    synack = numbers.probe_syn + 1
+    assert deviations == (
+        Deviation(
+            synack,
+            builder.packets[synack - 1][0],
+            f"PTR query and answer for {TARGET}",
+            "none",
+        ),
+    )
+
+
+def test_scan_ptr_after_hello(tmp_path: Path) -> None:
+    builder = CaptureBuilder()
+    numbers = scan_target(builder, [AttemptPlan(3)], ptr=False)
+    reverse = ipaddress.ip_address(TARGET).reverse_pointer
+    query, _ = dns_exchange(builder, reverse, dpkt.dns.DNS_PTR, "www.lab.test", 2)
+    deviations = _only_target_deviations(_check(builder, tmp_path, Profile.SCAN))
+
     assert len(deviations) == 1
-    assert deviations[0].number == numbers.attempts[0]["syn"]
-    assert deviations[0].expected == "PTR query and answer"
+    assert deviations[0].number == numbers.attempts[0]["hello"]
+    assert (
+        deviations[0].expected == f"ClientHello after the PTR query in packet {query}"
+    )
+
+
+def test_scan_one_ptr_per_address(tmp_path: Path) -> None:
+    builder = CaptureBuilder()
+    closed = Conversation(builder, (SCANNER, 61001), (TARGET, 80))
+    closed.syn()
+    closed.server_rst_ack()
+    scan_target(builder, [AttemptPlan(3)], name=None)
+    report = _check(builder, tmp_path, Profile.SCAN)
+
+    assert [t.target for t in report.targets] == [f"{TARGET}:80", f"{TARGET}:443"]
+    assert report.conforms
+
+
+def test_scan_ptr_for_silent_address(tmp_path: Path) -> None:
+    builder = CaptureBuilder()
+    probe = Conversation(builder, (SCANNER, 61000), (TARGET, 443))
+    probe.syn()
+    probe.syn()
+    reverse = ipaddress.ip_address(TARGET).reverse_pointer
+    query, _ = dns_exchange(builder, reverse, dpkt.dns.DNS_PTR, "www.lab.test", 2)
+    deviations = _only_target_deviations(_check(builder, tmp_path, Profile.SCAN))
+
+    assert len(deviations) == 1
+    assert deviations[0].number == query
+    assert deviations[0].expected == (
+        f"no PTR query for {TARGET}, which did not answer"
+    )
 
 
 def test_scan_without_dns_capture(tmp_path: Path) -> None:
