@@ -8,6 +8,7 @@ reach nothing but the other namespace.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import subprocess
@@ -124,9 +125,17 @@ def add_drop_rule(names: LabNames, address: str, port: int) -> None:
 def write_resolv_conf(names: LabNames) -> Path:
     """Write the resolv.conf that `ip netns exec` mounts in the scanner."""
     directory = NETNS_CONFIG_ROOT / names.scanner_namespace
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / "resolv.conf"
-    path.write_text(f"nameserver {RESOLVER_ADDRESS}\n")
+    # Another lab's teardown may remove an empty /etc/netns between the
+    # mkdir and the write, so the pair is retried.
+    for attempt in range(3):
+        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            path.write_text(f"nameserver {RESOLVER_ADDRESS}\n")
+            break
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
     return path
 
 
@@ -180,4 +189,7 @@ def destroy_network(names: LabNames) -> list[str]:
         shutil.rmtree(config_dir, ignore_errors=True)
         if config_dir.exists():
             errors.append(f"could not remove {config_dir}")
+    # /etc/netns goes too when no other namespace has files there.
+    with contextlib.suppress(OSError):
+        NETNS_CONFIG_ROOT.rmdir()
     return errors

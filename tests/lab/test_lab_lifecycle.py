@@ -84,6 +84,9 @@ def _assert_nothing_left(name: str, pids: list[tuple[int, int]]) -> None:
     ).stdout
     assert names.nft_table not in tables
     assert not Path(f"/etc/netns/{names.scanner_namespace}").exists()
+    netns_config = Path("/etc/netns")
+    if netns_config.exists():
+        assert any(netns_config.iterdir()), "empty /etc/netns left behind"
     assert not Path(f"/run/pktscan/lab/{name}").exists()
     for pid, start_time in pids:
         assert _start_time(pid) != start_time, f"PID {pid} still runs"
