@@ -1,11 +1,12 @@
 """SYN and RST packet templates patched in place, and parsing of TCP responses.
 
-scapy builds each template once; per packet, the send loop writes the
-addresses, ports, sequence number and timestamp into a bytearray and adds
-their 16-bit words to a checksum precomputed over the constant bytes (the
-one's complement sum is commutative, RFC 1071 section 2). No scapy call runs
-per packet. The packets are IP datagrams without a link-layer header, as an
-AF_PACKET SOCK_DGRAM socket and an IPPROTO_RAW socket both take them.
+scapy builds each template once, and no scapy call runs per packet. For each
+packet, the send loop writes the addresses, ports, sequence number and
+timestamp into a bytearray. It adds their 16-bit words to a checksum
+precomputed over the constant bytes, which works because the one's
+complement sum is commutative and associative (RFC 1071). The packets are IP
+datagrams without a link-layer header, as an AF_PACKET SOCK_DGRAM socket and
+an IPPROTO_RAW socket both take them.
 
 SYN template (IPv4; IPv6 has a 40-byte header without checksum)::
 
@@ -18,7 +19,7 @@ SYN template (IPv4; IPv6 has a 40-byte header without checksum)::
     32      data offset 10 | flags SYN | window 64240
     36      checksum | urgent pointer
     40      MSS 1460 | SACK permitted | timestamp (TSval patched, TSecr 0)
-            | NOP | window scale 7, the option order Linux uses
+            | NOP | window scale 7, in the order Linux 6.18 sends them
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ One thread sends, one receives:
 - The calling thread paces SYNs with a token bucket, retransmits probes left
   unanswered after `wait` seconds, and reports each outcome through
   `on_result`. It keeps a window of probes still waiting for a response, which
-  holds about rate x wait x (retries + 1) entries, never the whole space.
+  contains about rate x wait x (retries + 1) entries, never the whole space.
 - The receiver thread reads TCP segments to our source port, keeps those whose
   acknowledgment number matches the SYN cookie, responses each valid SYN/ACK
   with a crafted RST at once, and queues the responses for the calling thread.
@@ -87,8 +87,8 @@ class ProbeStats:
     Attributes:
         sent: SYNs sent, retransmissions included.
         sent_routed: those of `sent` that went through the kernel's routing
-            (IPPROTO_RAW) because the next hop's link-layer address was not
-            in the neighbour table; the rest went out over AF_PACKET.
+            (IPPROTO_RAW), because the next hop's link-layer address was not
+            in the neighbour table. The others went out over AF_PACKET.
         received: responses with a valid cookie, duplicates included.
         duplicates: valid responses for a probe already answered.
         late: valid responses for a probe already reported as filtered.
@@ -429,7 +429,7 @@ class _Prober:
         self, response: TcpResponse, entry: _Pending, received: float
     ) -> float | None:
         """Return the RTT, or None when a retransmitted probe's response cannot
-        be matched to one SYN (Karn's problem, RFC 6298 section 3)."""
+        be matched to one SYN (the ambiguity that Karn's algorithm avoids)."""
         if entry.attempts == 1:
             return received - entry.sent_at
         if response.timestamp_echo is None:

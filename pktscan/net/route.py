@@ -44,6 +44,7 @@ ROUTE_TYPE_NAMES = {
     8: "prohibit",
     9: "throw",
     10: "nat",
+    11: "xresolve",
 }
 
 _NLMSGHDR = struct.Struct("=IHHII")

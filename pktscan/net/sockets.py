@@ -85,9 +85,9 @@ class Sender:
                 return True
             except OSError as error:
                 if error.errno != errno.ENOBUFS:
-                    # Raw sockets report ICMP errors of earlier packets
-                    # (EHOSTUNREACH, ECONNREFUSED) on a later send, so one
-                    # error does not end the run.
+                    # A raw socket can report the ICMP error of an earlier
+                    # packet (EHOSTUNREACH) on a later send, so one error
+                    # does not end the run.
                     self.dropped += 1
                     self.last_error = error
                     return False
