@@ -158,9 +158,9 @@ def _parse_port(text: str, spec: str) -> int:
 def parse_targets(specs: Sequence[str]) -> TargetSpec:
     """Parse target specifications into address ranges and DNS names.
 
-    Each spec is one of the forms in the module docstring; an argument may
-    hold several separated by commas. ``@FILE`` reads one spec a line, with
-    ``#`` comments and blank lines skipped.
+    Each spec is one of the forms in the module docstring, and an argument
+    may contain several, separated by commas. ``@FILE`` reads one spec a line,
+    with ``#`` comments and blank lines skipped.
 
     Raises:
         InputError: a spec matches none of the forms, a file cannot be read,
