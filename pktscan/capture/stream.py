@@ -76,12 +76,15 @@ class Stream:
 
     def packet_at(self, offset: int) -> Chunk | None:
         """Return the chunk that supplied the byte at a stream offset."""
-        starts = [chunk.offset for chunk in self.chunks]
-        index = bisect.bisect_right(starts, offset) - 1
+        index = bisect.bisect_right(self.chunks, offset, key=_chunk_offset) - 1
         if index < 0:
             return None
         chunk = self.chunks[index]
         return chunk if offset < chunk.offset + chunk.length else None
+
+
+def _chunk_offset(chunk: Chunk) -> int:
+    return chunk.offset
 
 
 @dataclass(slots=True)
@@ -137,9 +140,20 @@ class StreamBuilder:
         return retransmission
 
     def _is_covered(self, start: int, end: int) -> bool:
-        return any(low <= start and end <= high for low, high in self._covered)
+        # The intervals are sorted and disjoint, so only the last one that
+        # starts at or before `start` can contain [start, end).
+        index = bisect.bisect_right(self._covered, (start, HALF_SEQUENCE_SPACE)) - 1
+        return index >= 0 and end <= self._covered[index][1]
 
     def _cover(self, start: int, end: int) -> None:
+        last = self._covered[-1] if self._covered else None
+        if last is not None and start >= last[0]:
+            # In-order data, the common case: extend or append at the end.
+            if start <= last[1]:
+                self._covered[-1] = (last[0], max(last[1], end))
+            else:
+                self._covered.append((start, end))
+            return
         merged: list[tuple[int, int]] = []
         for low, high in sorted([*self._covered, (start, end)]):
             if merged and low <= merged[-1][1]:

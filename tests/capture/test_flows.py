@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import random
 from pathlib import Path
 
 import dpkt
@@ -15,6 +17,8 @@ from capture_builders import (
     dns_exchange,
     probe_open,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pktscan.capture.flows import ConnectionKind, Side, flows_from_file
 from pktscan.capture.stream import Gap, Stream, StreamBuilder
@@ -157,3 +161,35 @@ def test_flows_dns_matching(tmp_path: Path) -> None:
     assert (a.query_number, a.response_number, a.answers) == (1, 2, (TARGET,))
     assert (ptr.qtype, ptr.answers) == (12, ("www.lab.test",))
     assert (lost.name, lost.response_number) == ("lost.lab.test", None)
+
+
+@given(
+    payload=st.binary(min_size=1, max_size=300),
+    cuts=st.lists(st.integers(min_value=1, max_value=299), max_size=12),
+    order=st.randoms(use_true_random=False),
+    duplicates=st.lists(st.integers(min_value=0, max_value=20), max_size=4),
+    isn=st.integers(min_value=0, max_value=2**32 - 1),
+)
+def test_stream_property_any_arrival(
+    payload: bytes,
+    cuts: list[int],
+    order: random.Random,
+    duplicates: list[int],
+    isn: int,
+) -> None:
+    """Any split, arrival order and duplication rebuilds the same bytes."""
+    bounds = sorted({0, len(payload), *(c for c in cuts if c < len(payload))})
+    pieces = [(a, payload[a:b]) for a, b in itertools.pairwise(bounds)]
+    pieces += [pieces[i % len(pieces)] for i in duplicates]
+    order.shuffle(pieces)
+    builder = StreamBuilder()
+    builder.add_syn(isn)
+    for number, (offset, data) in enumerate(pieces, start=1):
+        builder.add((isn + 1 + offset) % 2**32, data, number, float(number), 0)
+    stream = builder.build()
+
+    assert stream.data == payload
+    assert stream.gaps == ()
+    assert stream.conflicting_overlaps == 0
+    assert stream.retransmissions == len(duplicates)
+    assert sum(chunk.length for chunk in stream.chunks) == len(payload)
