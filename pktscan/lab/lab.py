@@ -499,6 +499,8 @@ class Lab:
         # A server started just before the starting process was killed can
         # miss the record. Only the lab starts processes in its target
         # namespace, so whatever still runs there is one of its servers.
+        # NOTE: one killed before `ip netns exec` entered the namespace is
+        # in neither place and keeps running.
         unrecorded = netns.namespace_pids(self.names.target_namespace)
         if unrecorded:
             logger.warning(

@@ -156,7 +156,6 @@ def dnsmasq_launch(layout: StateLayout) -> Launch:
         f"--pid-file={layout.run / 'dnsmasq.pid'}",
         f"--log-facility={layout.log_file('dnsmasq.queries')}",
         "--log-queries",
-        "--user=root",
     )
     return Launch("dnsmasq", argv, dnsmasq_software(), f"{RESOLVER_ADDRESS}:53")
 
