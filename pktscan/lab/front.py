@@ -5,8 +5,9 @@ Usage: python -m pktscan.lab.front --listen A:P --backend A:P
 
 The front reads the client's first record. When the ClientHello in it has
 a rejected feature, the front resets the connection (close with SO_LINGER
-0, so the kernel sends an RST) as broken real-world servers do. Otherwise
-it sends the bytes on to a real TLS server and relays both ways. Features:
+0, so the kernel sends an RST), the way version-intolerant servers fail.
+Otherwise it sends the bytes on to a real TLS server and relays both ways.
+Features:
 
 - v2hello: the SSLv2-compatible CLIENT-HELLO format (RFC 6101 appendix E).
 - above-ssl3: a client_version above SSL 3.0 (3,0), in either format.

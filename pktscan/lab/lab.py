@@ -1,9 +1,9 @@
 """The Lab object: bring a lab up, describe it, take it down.
 
 A lab is two network namespaces, NAME-scan and NAME-tgt, joined by a veth
-pair, with real servers in the target namespace and a state directory that
-contains the manifest (lab.json), certificates, configurations, logs and the
-PIDs of every process the lab started.
+pair, with real servers in the target namespace. Its state directory
+contains the manifest (lab.json), certificates, configurations, logs and
+the PIDs of every process the lab started.
 """
 
 from __future__ import annotations
