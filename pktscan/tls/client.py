@@ -174,7 +174,7 @@ class HandshakeReader:
             self._non_tls = True
             self._done = True
         except PeerProtocolError as error:
-            self._raise_protocol_error(error)
+            self._record_protocol_error(error)
         if self._records.buffered:
             self._handshake_bytes_seen = True
         return self._events[start:]
@@ -182,7 +182,7 @@ class HandshakeReader:
     def _emit(self, event: Event) -> None:
         self._events.append(event)
 
-    def _raise_protocol_error(self, error: PeerProtocolError) -> None:
+    def _record_protocol_error(self, error: PeerProtocolError) -> None:
         event = ev.ProtocolErrorRaised(
             error.offset or 0, error.message, error.field, error.value, error.limit
         )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from scapy.layers.tls.handshake import TLSClientHello
 from scapy.layers.tls.handshake_sslv2 import SSLv2ClientHello as ScapySSLv2Hello
@@ -408,3 +411,12 @@ def test_classify_other_suite_list() -> None:
     data = bytearray(build_set_hello(3, RANDOM))
     data[47] ^= 0x01  # second byte of the first cipher suite
     assert classify_client_hello(bytes(data)) is None
+
+
+def test_classify_recorded_hellos() -> None:
+    flights = Path(__file__).parent / "flights"
+    manifest = json.loads((flights / "manifest.json").read_text())
+    for entry in manifest:
+        data = (flights / f"{entry['name']}.hello.bin").read_bytes()
+        expected = entry["set"] if isinstance(entry["set"], int) else None
+        assert classify_client_hello(data) == expected, entry["name"]
