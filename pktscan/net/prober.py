@@ -232,12 +232,16 @@ class _Prober:
         self.neighbours = NeighbourTable()
         self.sender: Sender | None = None
         self.receiver: Receiver | None = None
-        self.sender = Sender()
-        self.receiver = Receiver(source_port)
         self.thread = threading.Thread(
             target=self._receive_loop, name="pktscan-receiver", daemon=True
         )
         self.receive_error: BaseException | None = None
+        try:
+            self.sender = Sender()
+            self.receiver = Receiver(source_port)
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         self.done.set()

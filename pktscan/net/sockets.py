@@ -46,10 +46,21 @@ class Sender:
 
     def __init__(self) -> None:
         self.link = _open(socket.AF_PACKET, socket.SOCK_DGRAM, 0, "AF_PACKET send")
-        self.raw4 = _open(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW, "raw")
-        self.raw6 = _open(
-            socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW, "raw IPv6"
-        )
+        try:
+            self.raw4 = _open(
+                socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW, "raw"
+            )
+        except BaseException:
+            self.link.close()
+            raise
+        try:
+            self.raw6 = _open(
+                socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW, "raw IPv6"
+            )
+        except BaseException:
+            self.link.close()
+            self.raw4.close()
+            raise
         self.dropped = 0
         self.last_error: OSError | None = None
 
@@ -105,6 +116,16 @@ class Receiver:
         self.socket = _open(
             socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL), "AF_PACKET"
         )
+        try:
+            self._configure(source_port)
+        except BaseException:
+            self.socket.close()
+            raise
+        self.socket.settimeout(timeout)
+        self._drops = 0
+        self._packets = 0
+
+    def _configure(self, source_port: int) -> None:
         program = compile_filter(f"tcp dst port {source_port}")
         attach_filter(self.socket, program.instructions)
         try:
@@ -116,9 +137,6 @@ class Receiver:
                 socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER_BYTES
             )
         self._discard_unfiltered()
-        self.socket.settimeout(timeout)
-        self._drops = 0
-        self._packets = 0
 
     def _discard_unfiltered(self) -> None:
         """Drop what the socket queued before the filter was attached.

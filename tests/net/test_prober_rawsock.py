@@ -428,3 +428,30 @@ def test_probe_command_unknown_user(namespace_pair: NamespacePair) -> None:
         "error: user 'no-such-user-pktscan' not found"
     )
     assert completed.stdout == ""
+
+
+def test_probe_command_without_cap_net_raw(namespace_pair: NamespacePair) -> None:
+    """Root without CAP_NET_RAW gets the privilege error and its hint."""
+    pair = namespace_pair
+
+    completed = subprocess.run(
+        ["ip", "netns", "exec", pair.scanner, "setpriv", "--inh-caps=-net_raw",
+         "--bounding-set=-net_raw", sys.executable, "-m", "pktscan.net.cli",
+         pair.target_ip, "-p", str(OPEN_PORT)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        check=False,
+    )  # fmt: skip
+
+    assert completed.returncode == 2
+    lines = completed.stderr.splitlines()
+    assert lines[0] == (
+        "error: cannot open the AF_PACKET send socket: Operation not permitted"
+    )
+    assert lines[1] == (
+        "hint: run as root, or give the Python interpreter CAP_NET_RAW "
+        "(setcap cap_net_raw+ep)"
+    )
