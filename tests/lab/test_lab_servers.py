@@ -281,3 +281,17 @@ def test_http_sends_server_header(lab: Lab) -> None:
     head = result["response"]
     assert head.startswith("HTTP/1.1 200 OK\r\n")
     assert re.search(r"\r\nServer: nginx/\d+\.\d+\.\d+\r\n", head)
+
+
+def test_ssl2_server_survives_resets(lab: Lab) -> None:
+    """The one-connection-at-a-time SSL 2.0 server serves every reset client."""
+    server = _servers(lab)["ssl2-only"]
+    hello = sslv2_client_hello(TLS10).hex()
+    requests = [[server["address"], server["port"], hello] for _ in range(10)]
+    results = _run_client(lab, ["hellos"], json.dumps(requests))
+    for result in results:
+        flight, complete = parse_flight(bytes.fromhex(result["data"]))
+        assert complete
+        assert flight.version == SSL2
+        leaf_sha256 = hashlib.sha256(flight.certificates[0]).hexdigest()
+        assert leaf_sha256 == server["leaf_sha256"]
