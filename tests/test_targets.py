@@ -7,6 +7,8 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pktscan.errors import InputError
 from pktscan.targets import (
@@ -491,3 +493,73 @@ def test_shards_need_a_seed() -> None:
     with pytest.raises(InputError) as caught:
         TargetSpace(["198.18.0.0/30"], [443], shard=(0, 2))
     assert caught.value.message == "shard 0/2 given without a seed"
+
+
+# Properties
+
+
+@st.composite
+def small_spaces(
+    draw: st.DrawFn,
+) -> tuple[list[AddressRange], list[int], list[AddressRange]]:
+    """Random IPv4 ranges inside 198.18.0.0/22, ports and exclusions."""
+    base = int(ipaddress.IPv4Address("198.18.0.0"))
+
+    def ranges(max_count: int) -> list[AddressRange]:
+        result = []
+        for _ in range(draw(st.integers(0, max_count))):
+            first = draw(st.integers(0, 1023))
+            length = draw(st.integers(0, 40))
+            result.append(
+                AddressRange(4, base + first, base + min(first + length, 1023))
+            )
+        return result
+
+    networks = ranges(4)
+    ports = draw(st.lists(st.integers(1, 65535), min_size=1, max_size=4))
+    return networks, ports, ranges(3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    space=small_spaces(),
+    seed=st.integers(0, 2**63 - 1),
+    shard_count=st.integers(1, 6),
+)
+def test_shards_partition_any_space(
+    space: tuple[list[AddressRange], list[int], list[AddressRange]],
+    seed: int,
+    shard_count: int,
+) -> None:
+    networks, ports, exclude = space
+    excluded = {
+        str(ipaddress.IPv4Address(value))
+        for item in exclude
+        for value in range(item.first, item.last + 1)
+    }
+    addresses = {
+        str(ipaddress.IPv4Address(value))
+        for item in networks
+        for value in range(item.first, item.last + 1)
+    } - excluded
+    expected = expected_probes(sorted(addresses), sorted(set(ports)))
+
+    seen: list[tuple[str, int]] = []
+    for index in range(shard_count):
+        seen.extend(
+            TargetSpace(
+                networks, ports, exclude=exclude, seed=seed, shard=(index, shard_count)
+            )
+        )
+    assert len(seen) == len(expected)
+    assert set(seen) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    first=st.integers(0, 2**32 - 1),
+    length=st.integers(0, 300),
+)
+def test_range_text_round_trip(first: int, length: int) -> None:
+    item = AddressRange(4, first, min(first + length, 2**32 - 1))
+    assert parse_targets([str(item)]).networks == (item,)
