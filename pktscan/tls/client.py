@@ -60,6 +60,8 @@ from pktscan.tls.sslv2 import decode_sslv2_error, decode_sslv2_server_hello
 FIRST_BYTES_LEN: Final = 64  # bytes of the reply kept for explanations
 ALERT_LEN: Final = 2  # level(1) | description(1)
 FFDHE_GROUPS: Final = range(0x0100, 0x0200)  # RFC 7919: DHE groups
+# Hybrid groups that pair an elliptic curve with ML-KEM (IANA, 2025).
+HYBRID_GROUPS: Final = frozenset({0x11EB, 0x11EC, 0x11ED})
 
 Event = ev.Event
 Outcome = Literal[
@@ -442,7 +444,11 @@ def _key_exchange_from_hello(hello: ServerHello) -> dict[str, object] | None:
     """Key exchange known from the ServerHello alone, before any SKE."""
     if hello.key_share_group is not None:
         group = hello.key_share_group
-        kind = "DHE" if group in FFDHE_GROUPS else "ECDHE"
+        kind = "ECDHE"
+        if group in FFDHE_GROUPS:
+            kind = "DHE"
+        elif group in HYBRID_GROUPS:
+            kind = "ECDHE+MLKEM"
         return {"kind": kind, "group": name_of(NamedGroup, group)}
     key_exchange = key_exchange_of(hello.cipher_suite)
     if key_exchange is None:

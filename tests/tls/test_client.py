@@ -434,3 +434,24 @@ def test_reader_never_raises_on_mutated_flights(data: st.DataObject) -> None:
     cut = data.draw(st.integers(0, len(flight_bytes)))
     outcome = read(entry["hello_format"], [bytes(flight_bytes[:cut])])
     assert isinstance(outcome, HandshakeOutcome)
+
+
+@pytest.mark.parametrize(
+    ("group", "key_exchange"),
+    [
+        (0x001D, {"kind": "ECDHE", "group": "x25519"}),
+        (0x0100, {"kind": "DHE", "group": "ffdhe2048"}),
+        (0x11EC, {"kind": "ECDHE+MLKEM", "group": "X25519MLKEM768"}),
+    ],
+)
+def test_tls13_key_share_kind(group: int, key_exchange: dict[str, object]) -> None:
+    body = hx("0303") + RANDOM + vec(1) + hx("1301 00")
+    share = extension(0x0033, group.to_bytes(2, "big"), vec(2, bytes(32)))
+    body += vec(2, extension(0x002B, hx("0304")), share)
+    reader = HandshakeReader("tls")
+    reader.feed(flight(handshake(2, body)))
+    assert reader.done
+    outcome = reader.finish()
+    assert outcome.outcome == "no_certificate"
+    assert outcome.version_name == "TLSv1.3"
+    assert outcome.key_exchange == key_exchange
