@@ -4,7 +4,8 @@
 in whatever pieces TCP delivers them, and returns an event for each record
 or message they complete. It never raises on the server's bytes: a
 `PeerProtocolError` becomes a `ProtocolErrorRaised` event and the
-protocol_error outcome. `done` tells the driver when nothing more is worth
+protocol_error outcome. Hypothesis tests and scripts/fuzz-tls check this
+on arbitrary bytes. `done` tells the driver when nothing more is worth
 reading, and `finish` sums the attempt up as a `HandshakeOutcome`.
 
 Rules the outcome follows:
@@ -60,7 +61,7 @@ from pktscan.tls.sslv2 import decode_sslv2_error, decode_sslv2_server_hello
 FIRST_BYTES_LEN: Final = 64  # bytes of the reply kept for explanations
 ALERT_LEN: Final = 2  # level(1) | description(1)
 FFDHE_GROUPS: Final = range(0x0100, 0x0200)  # RFC 7919: DHE groups
-# Hybrid groups that pair an elliptic curve with ML-KEM (IANA, 2025).
+# Hybrid groups that pair an elliptic curve with ML-KEM.
 HYBRID_GROUPS: Final = frozenset({0x11EB, 0x11EC, 0x11ED})
 
 Event = ev.Event
