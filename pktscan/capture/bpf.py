@@ -2,10 +2,10 @@
 
 libpcap (`pcap_compile`, through ctypes) turns an expression such as
 ``tcp port 443`` into `struct sock_filter` instructions. The recorder's
-AF_PACKET socket is of type SOCK_DGRAM, and the kernel runs a filter attached
-to such a socket on the packet from its network header on (net/packet/
-af_packet.c, packet_rcv), so expressions are compiled for DLT_RAW: byte 0 of
-the data the filter receives is the IPv4 or IPv6 version nibble.
+AF_PACKET socket is of type SOCK_DGRAM. The kernel runs a filter attached to
+such a socket on the packet from its network header on (packet_rcv in
+net/packet/af_packet.c). So expressions are compiled for DLT_RAW, where byte
+0 of the data the filter receives is the IPv4 or IPv6 version nibble.
 """
 
 from __future__ import annotations
@@ -26,6 +26,16 @@ SO_ATTACH_FILTER = 26
 
 # One instruction, "ret #0": the filter that drops every packet.
 DROP_ALL = (0x06, 0, 0, 0)
+# "ret #0xffffffff": keep every packet whole.
+ACCEPT_ALL = (0x06, 0, 0, 0xFFFFFFFF)
+
+# Linux classic-BPF extensions (linux/filter.h): loads from SKF_AD_OFF (-4096)
+# plus these offsets read packet metadata instead of packet bytes.
+SKF_AD_PKTTYPE_ABS = 0xFFFFF000 + 4
+SKF_AD_IFINDEX_ABS = 0xFFFFF000 + 8
+BPF_LD_W_ABS = 0x20
+BPF_JEQ_K = 0x15
+PACKET_OUTGOING = 4
 
 
 class _BpfInsn(ctypes.Structure):
@@ -117,6 +127,26 @@ def compile_filter(expression: str, snaplen: int = 65535) -> BpfProgram:
     finally:
         lib.pcap_close(handle)
     return BpfProgram(expression, instructions)
+
+
+def skip_outgoing_on(
+    ifindex: int, instructions: tuple[tuple[int, int, int, int], ...]
+) -> tuple[tuple[int, int, int, int], ...]:
+    """Prefix a program so it drops outgoing packets on one interface.
+
+    On a loopback interface every packet is seen twice by a packet socket,
+    once outgoing and once incoming. Dropping the outgoing copy in the kernel
+    keeps it out of the socket buffer and out of the drop counters. The
+    program's jumps are relative, so it runs unchanged after the prefix.
+    """
+    prefix = (
+        (BPF_LD_W_ABS, 0, 0, SKF_AD_PKTTYPE_ABS),
+        (BPF_JEQ_K, 0, 3, PACKET_OUTGOING),  # not outgoing: go to the program
+        (BPF_LD_W_ABS, 0, 0, SKF_AD_IFINDEX_ABS),
+        (BPF_JEQ_K, 0, 1, ifindex),  # another interface: go to the program
+        DROP_ALL,
+    )
+    return prefix + instructions
 
 
 def attach_filter(
