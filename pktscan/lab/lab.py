@@ -539,6 +539,14 @@ class Lab:
         shutil.rmtree(self.state_dir, ignore_errors=True)
         if self.state_dir.exists():
             return [f"could not remove {self.state_dir}"]
+        # /run/pktscan/lab and /run/pktscan go too once no lab uses them;
+        # rmdir fails on a directory that another lab still has files in.
+        if self.state_dir.parent == STATE_ROOT:
+            for directory in (STATE_ROOT, STATE_ROOT.parent):
+                try:
+                    directory.rmdir()
+                except OSError:
+                    break
         return []
 
 

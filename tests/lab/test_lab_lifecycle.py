@@ -88,6 +88,9 @@ def _assert_nothing_left(name: str, pids: list[tuple[int, int]]) -> None:
     if netns_config.exists():
         assert any(netns_config.iterdir()), "empty /etc/netns left behind"
     assert not Path(f"/run/pktscan/lab/{name}").exists()
+    state_root = Path("/run/pktscan/lab")
+    if state_root.exists():
+        assert any(state_root.iterdir()), "empty /run/pktscan/lab left behind"
     for pid, start_time in pids:
         assert _start_time(pid) != start_time, f"PID {pid} still runs"
     assert _processes_mentioning(f"/run/pktscan/lab/{name}/") == []
