@@ -24,7 +24,7 @@ SYN template (IPv4; IPv6 has a 40-byte header without checksum)::
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 import struct
 from dataclasses import dataclass
 
@@ -229,8 +229,9 @@ class TcpResponse:
 
     @property
     def source_text(self) -> str:
-        """Text form of the responding address."""
-        return str(ipaddress.ip_address(self.source))
+        """Text form of the responding address, as inet_ntop writes it."""
+        family = socket.AF_INET if len(self.source) == 4 else socket.AF_INET6
+        return socket.inet_ntop(family, self.source)
 
 
 def parse_tcp_response(packet: bytes) -> TcpResponse | None:

@@ -268,7 +268,7 @@ class _Prober:
         stopped = False
 
         for ip, port in targets:
-            if stop.is_set() or (end is not None and time.monotonic() >= end):
+            if self._should_stop(stop, end):
                 stopped = True
                 break
             self._drain(0.0)
@@ -278,7 +278,7 @@ class _Prober:
             self._report_progress()
 
         while self.pending and not stopped:
-            if stop.is_set() or (end is not None and time.monotonic() >= end):
+            if self._should_stop(stop, end):
                 stopped = True
                 break
             now = time.monotonic()
@@ -296,6 +296,13 @@ class _Prober:
         self._finish()
         return self.stats
 
+    def _should_stop(self, stop: threading.Event, end: float | None) -> bool:
+        """Tell whether to stop sending: on request, at the end of the
+        runtime, or when the receiver thread has failed."""
+        if stop.is_set() or self.receive_error is not None:
+            return True
+        return end is not None and time.monotonic() >= end
+
     def _report_progress(self) -> None:
         if self.on_progress is None:
             return
@@ -309,6 +316,9 @@ class _Prober:
         self.stats.elapsed = time.monotonic() - self.start
         self.done.set()
         self.thread.join(timeout=2.0)
+        # Responses queued after the last probe was settled are counted as
+        # late or duplicates.
+        self._drain(0.0)
         if self.receiver is not None:
             self.stats.kernel_drops = self.receiver.statistics()[1]
         if self.sender is not None:
@@ -322,7 +332,13 @@ class _Prober:
         assert self.sender is not None
         version = 6 if ":" in ip else 4
         family = socket.AF_INET6 if version == 6 else socket.AF_INET
-        destination = socket.inet_pton(family, ip)
+        try:
+            destination = socket.inet_pton(family, ip)
+        except OSError:
+            raise ValueError(f"invalid target address {ip!r}") from None
+        # The same text form as TcpResponse.source_text, so that responses
+        # find their probe whatever spelling the caller used.
+        ip = socket.inet_ntop(family, destination)
         try:
             route = self.routes.lookup(destination)
         except NoRouteError as error:
