@@ -189,7 +189,7 @@ def create_pair() -> NamespacePair:
         _run("ip", "netns", "add", pair.scanner)
         _run("ip", "netns", "add", pair.target)
         # The veth ends are created directly inside the namespaces, so the
-        # host's own namespace never holds them.
+        # host's own namespace never contains them.
         _run(
             "ip",
             "link",
