@@ -322,6 +322,7 @@ class RecordReader:
         self.error: PeerProtocolError | None = None
         self._buffer = bytearray()
         self._buffer_offset = 0
+        self._checked_record_len = 0
 
     @property
     def buffered(self) -> int:
@@ -345,14 +346,27 @@ class RecordReader:
         if self.error is not None:
             raise self.error
         self._buffer += data
+        if len(self._buffer) < self._checked_record_len:
+            return []  # still inside a record whose header was checked
         batch, error = _parse_until_error(
             bytes(self._buffer), self._buffer_offset, self.framing
         )
         self.framing = batch.framing
         del self._buffer[: batch.consumed]
         self._buffer_offset += batch.consumed
+        self._checked_record_len = self._next_record_len() if error is None else 0
         if error is not None:
             self.error = error
             if not batch.records:
                 raise error
         return list(batch.records)
+
+    def _next_record_len(self) -> int:
+        """Length of the TLS record at the buffer's start, 0 if unknown yet.
+
+        Called after a parse without error, so a complete header here has
+        passed its checks.
+        """
+        if self.framing != "tls" or len(self._buffer) < TLS_HEADER_LEN:
+            return 0
+        return TLS_HEADER_LEN + int.from_bytes(self._buffer[3:5], "big")

@@ -262,3 +262,20 @@ def test_reader_raises_error_without_records() -> None:
     reader = RecordReader()
     with pytest.raises(NotTlsError):
         reader.feed(b"SSH-2.0-x\r\n")
+
+
+def test_header_checked_when_it_completes() -> None:
+    header = hx("16 0303") + u16(MAX_TLS_RECORD_LEN + 1)
+    reader = RecordReader()
+    for byte in header[:-1]:
+        assert reader.feed(bytes([byte])) == []
+    with pytest.raises(PeerProtocolError, match="exceeds"):
+        reader.feed(header[-1:])
+
+
+def test_record_completes_after_many_feeds() -> None:
+    data = record(0x17, 0x0303, bytes(range(200)))
+    reader = RecordReader()
+    results = [reader.feed(data[i : i + 7]) for i in range(0, len(data), 7)]
+    assert sum(len(r) for r in results) == 1
+    assert results[-1] == [TlsRecord(0, 0x17, 0x0303, bytes(range(200)))]
