@@ -6,6 +6,7 @@ import ipaddress
 from pathlib import Path
 
 import dpkt
+import pytest
 from capture_builders import (
     SCANNER,
     TARGET,
@@ -20,6 +21,7 @@ from capture_builders import (
 )
 
 from pktscan.capture.checker import CheckReport, Deviation, check_file
+from pktscan.capture.lookups import address_of_reverse_name
 from pktscan.capture.sequence import Profile
 from pktscan.tls.sets import build_set_hello
 
@@ -328,3 +330,41 @@ def test_any_profile_ignores_probes(tmp_path: Path) -> None:
     report = _check(builder, tmp_path, Profile.ANY)
 
     assert report.targets == ()
+
+
+def test_scan_ipv6_target(tmp_path: Path) -> None:
+    builder = CaptureBuilder()
+    server = ("2001:db8::2", 443)
+    probe = Conversation(builder, ("2001:db8::1", 61000), server, 77, 88)
+    probe.syn()
+    probe.syn_ack()
+    probe.client_rst(with_ack=False)
+    reverse = ipaddress.ip_address(server[0]).reverse_pointer
+    query_id = 3
+    dns_exchange(builder, reverse, dpkt.dns.DNS_PTR, "v6.lab.test", query_id)
+    attempt = Conversation(builder, ("2001:db8::1", 50001), server)
+    attempt.syn()
+    attempt.syn_ack()
+    attempt.client_ack()
+    attempt.client_data(build_set_hello(3, bytes(32)))
+    attempt.server_data(certificate_flight())
+    attempt.client_rst()
+    report = _check(builder, tmp_path, Profile.SCAN)
+
+    assert report.conforms
+    assert report.targets[0].target == "[2001:db8::2]:443"
+    assert report.targets[0].attempts[0].certificate
+
+
+@pytest.mark.parametrize(
+    ("name", "address"),
+    [
+        ("2.0.18.198.in-addr.arpa", "198.18.0.2"),
+        (ipaddress.ip_address("2001:db8::2").reverse_pointer, "2001:db8::2"),
+        ("2.0.18.in-addr.arpa", None),
+        ("x.0.18.198.in-addr.arpa", None),
+        ("example.test", None),
+    ],
+)
+def test_reverse_name_address(name: str, address: str | None) -> None:
+    assert address_of_reverse_name(name) == address

@@ -6,9 +6,11 @@ They need root (AF_PACKET sockets, namespaces) and are marked rawsock.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import struct
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +24,7 @@ from pktscan.errors import InputError
 pytestmark = pytest.mark.rawsock
 
 LINGER_ZERO = struct.pack("ii", 1, 0)
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def _read_frames(path: Path) -> list[tuple[float, bytes]]:
@@ -171,3 +174,33 @@ def test_recorder_veth_outgoing(
         assert sll2.type == 4  # PACKET_OUTGOING
         assert sll2.intindex == socket.if_nametoindex(host_link)
         assert bytes(sll2.data.data.data) == payload
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv")
+def test_recorder_without_privilege(tmp_path: Path) -> None:
+    """An unprivileged user gets PrivilegeError with a hint, not a traceback."""
+    script = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(REPOSITORY)!r})\n"
+        "from pathlib import Path\n"
+        "from pktscan.capture.recorder import PcapRecorder\n"
+        "from pktscan.errors import PrivilegeError\n"
+        "try:\n"
+        f"    PcapRecorder(Path({str(tmp_path / 'x.pcap')!r})).start()\n"
+        "except PrivilegeError as error:\n"
+        "    print(error.message)\n"
+        "    print(error.hint)\n"
+    )
+    result = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+         sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    message, hint = result.stdout.splitlines()
+    assert message == "opening an AF_PACKET socket to record packets was not permitted"
+    assert hint == "run as root or grant the CAP_NET_RAW capability"
