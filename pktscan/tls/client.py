@@ -13,8 +13,9 @@ Rules the outcome follows:
 - A chain is kept the moment its Certificate message (or SSL 2.0
   SERVER-HELLO) is complete, whatever follows: an alert, a reset or
   garbage still give the certificate outcome.
-- A warning alert does not end the attempt (servers send unrecognized_name
-  as a warning before ServerHello); a fatal alert or close_notify does.
+- A warning alert does not end the attempt, because servers send
+  unrecognized_name as a warning before ServerHello. A fatal alert or
+  close_notify does.
 - An attempt that ends in a transport event (eof, reset, timeout) before
   `done` is "truncated" if any handshake bytes arrived, else "closed",
   "reset" or "timeout". A reply made only of warning alerts is "alert".
