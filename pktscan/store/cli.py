@@ -40,7 +40,7 @@ EXIT_ERROR = 2
 # Hex digits of a SHA-256 shown in tables; `show` accepts such a prefix.
 SHORT_HASH = 12
 
-_NO_WRAP = frozenset({"endpoint", "sha256", "not after", "seen", "severity", "id"})
+_NO_WRAP = frozenset({"endpoint", "sha256", "not after", "severity", "id"})
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
@@ -180,7 +180,10 @@ def _print_table(
     """Print a table; columns named in `_NO_WRAP` are never folded."""
     table = Table(title=title)
     for column in columns:
-        table.add_column(column, no_wrap=column in _NO_WRAP)
+        if column in _NO_WRAP:
+            table.add_column(column, no_wrap=True)
+        else:
+            table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*("" if value is None else str(value) for value in row))
     Console().print(table)
@@ -207,7 +210,7 @@ def list_command(
         return
     _print_table(
         f"endpoints: {len(rows)}",
-        ["endpoint", "name", "subject", "issuer", "not after", "sha256", "seen"],
+        ["endpoint", "name", "subject", "issuer", "not after", "sha256"],
         [
             (
                 f"{row.address}:{row.port}",
@@ -216,7 +219,6 @@ def list_command(
                 row.issuer,
                 (row.not_after or "")[:10],
                 row.sha256[:SHORT_HASH],
-                row.observed[:16].replace("T", " "),
             )
             for row in rows
         ],
