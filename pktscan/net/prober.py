@@ -376,9 +376,10 @@ class _Prober:
             logger.error(
                 "%s sending SYN failed: %s", endpoint(ip, port), self.sender.last_error
             )
-        logger.debug(
-            "%s SYN %d sent via %s", endpoint(ip, port), attempt, route.interface
-        )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s SYN %d sent via %s", endpoint(ip, port), attempt, route.interface
+            )
         # Removing first keeps the window ordered by deadline when the same
         # target comes twice.
         self.pending.pop((ip, port), None)
@@ -473,13 +474,14 @@ class _Prober:
             self.stats.closed += 1
         else:
             self.stats.filtered += 1
-        logger.info(
-            "%s %s ttl=%s rtt=%s",
-            endpoint(result.ip, result.port),
-            result.state,
-            result.ttl,
-            "-" if result.rtt is None else f"{result.rtt * 1000:.3f} ms",
-        )
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "%s %s ttl=%s rtt=%s",
+                endpoint(result.ip, result.port),
+                result.state,
+                result.ttl,
+                "-" if result.rtt is None else f"{result.rtt * 1000:.3f} ms",
+            )
         if self.on_result is not None:
             self.on_result(result)
 
