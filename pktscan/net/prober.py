@@ -92,6 +92,8 @@ class ProbeStats:
         received: responses with a valid cookie, duplicates included.
         duplicates: valid responses for a probe already answered.
         late: valid responses for a probe already reported as filtered.
+            NOTE: only the last 65536 answered probes are remembered, so a
+            duplicate for an older one is counted here too.
         invalid: TCP segments to our port whose cookie did not match.
         unroutable: targets skipped because the kernel has no route to them.
         resets_sent: crafted RSTs sent in response to SYN/ACKs.
