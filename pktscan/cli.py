@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -25,8 +26,11 @@ from pktscan.errors import InputError, LocalError, PktscanError
 from pktscan.lab.cli import app as lab_app
 from pktscan.net.cli import probe as probe_command
 from pktscan.render import print_scan_table, scan_progress
-from pktscan.scan import ScanOptions, ScanSummary, run_scan
+from pktscan.results import PortResult
+from pktscan.scan import ResultSink, ScanOptions, ScanSummary, run_scan
 from pktscan.store.cli import app as inventory_app
+from pktscan.store.jsonl import JsonLinesWriter
+from pktscan.store.sqlite import Inventory, default_inventory_path
 
 EXIT_INTERRUPTED = 130
 
@@ -42,7 +46,7 @@ app.add_typer(capture_app, name="capture", help="Verify, replay and draw capture
 app.add_typer(inventory_app, name="inventory", help="The certificate inventory.")
 app.command("probe")(probe_command)
 
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _parse_shard(text: str) -> tuple[int, int]:
@@ -121,9 +125,6 @@ def scan(
     ] = False,
 ) -> None:
     """Probe ports, fetch every TLS certificate, and record what was found."""
-    from pktscan.store.jsonl import JsonLinesWriter
-    from pktscan.store.sqlite import Inventory, default_inventory_path
-
     options = ScanOptions(
         targets=targets,
         ports=ports,
@@ -141,7 +142,7 @@ def scan(
     )
     _validate_numbers(options)
 
-    sinks: list[JsonLinesWriter | _InventorySink] = []
+    sinks: list[ResultSink] = []
     if out is not None:
         sinks.append(JsonLinesWriter(out))
     inventory = None
@@ -154,7 +155,7 @@ def scan(
         )
         sinks.append(_InventorySink(inventory, scan_id))
 
-    results = []
+    results: list[PortResult] = []
     show = not quiet and out != Path("-")
     summary = _run_with_capture(options, sinks, results.append, pcap, show)
 
@@ -198,7 +199,13 @@ def hello(
             f"invalid --format {output_format!r}",
             hint=f"give one of: {', '.join(formats)}",
         )
-    data = build_set_hello(set_number, os.urandom(32), sni)
+    try:
+        data = build_set_hello(set_number, os.urandom(32), sni)
+    except ValueError as exc:
+        raise InputError(
+            f"invalid --sni {sni!r}: {exc}",
+            hint="give --sni a DNS name such as www.example.test, not an address",
+        ) from None
     rendered = render_hello(data, output_format)  # type: ignore[arg-type]
     if isinstance(rendered, bytes):
         sys.stdout.buffer.write(rendered)
@@ -208,12 +215,12 @@ def hello(
 
 
 class _InventorySink:
-    def __init__(self, inventory: object, scan_id: int) -> None:
+    def __init__(self, inventory: Inventory, scan_id: int) -> None:
         self.inventory = inventory
         self.scan_id = scan_id
 
-    def write(self, result: object) -> None:
-        self.inventory.add_result(self.scan_id, result)  # type: ignore[attr-defined]
+    def write(self, result: PortResult) -> None:
+        self.inventory.add_result(self.scan_id, result)
 
 
 def _table_console() -> Console:
@@ -243,8 +250,8 @@ def _validate_numbers(options: ScanOptions) -> None:
 
 def _run_with_capture(
     options: ScanOptions,
-    sinks: list[object],
-    collect: object,
+    sinks: Sequence[ResultSink],
+    collect: Callable[[PortResult], None],
     pcap: Path | None,
     show_progress: bool,
 ) -> ScanSummary:
@@ -279,8 +286,8 @@ def _capture_filter(ports: str) -> str:
 
 def _run_async(
     options: ScanOptions,
-    sinks: list[object],
-    collect: object,
+    sinks: Sequence[ResultSink],
+    collect: Callable[[PortResult], None],
     show_progress: bool,
 ) -> ScanSummary:
     stop = threading.Event()
@@ -306,11 +313,11 @@ def _run_async(
         loop.add_signal_handler(signal.SIGINT, on_interrupt)
         with scan_progress(err_console, enabled=show_progress) as progress:
 
-            def on_result(result: object) -> None:
-                collect(result)  # type: ignore[operator]
+            def on_result(result: PortResult) -> None:
+                collect(result)
                 progress(result)
 
-            return await run_scan(options, sinks, on_result, stop)  # type: ignore[arg-type]
+            return await run_scan(options, sinks, on_result, stop)
 
     return asyncio.run(main())
 
@@ -352,9 +359,9 @@ def main() -> None:
     try:
         app()
     except PktscanError as exc:
-        err_console.print(f"error: {exc.message}", markup=False, highlight=False)
+        typer.echo(f"error: {exc.message}", err=True)
         if isinstance(exc, LocalError) and exc.hint:
-            err_console.print(f"hint: {exc.hint}", markup=False, highlight=False)
+            typer.echo(f"hint: {exc.hint}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)

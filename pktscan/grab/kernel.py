@@ -23,6 +23,7 @@ import os
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from pktscan.certs import decode_chain
 from pktscan.grab.sockets import RECEIVE_SIZE, connect_abortive
@@ -39,9 +40,12 @@ logger = logging.getLogger(__name__)
 CHAIN_GRACE_SECONDS = 0.2
 
 
+StopReason = Literal["eof", "reset", "timeout"]
+
+
 async def _read_flight(
     sock: socket.socket, reader: HandshakeReader, timeout: float
-) -> str | None:
+) -> StopReason | None:
     """Feed the server's bytes to the reader until it is done.
 
     Returns the reason the reading stopped early ("eof", "reset",
@@ -129,7 +133,7 @@ async def run_attempt(
     try:
         hello = build_set_hello(protocol_set.number, os.urandom(32), sni)
         await asyncio.wait_for(loop.sock_sendall(sock, hello), timeout)
-        reason = await _read_flight(sock, reader, timeout)
+        reason: StopReason | None = await _read_flight(sock, reader, timeout)
     except TimeoutError:
         reason = "timeout"
     except OSError as exc:
