@@ -23,8 +23,8 @@ blocks are skipped.
 `read_capture` is an iterator of `Frame`s. When the file is cut short or a
 header is impossible, iteration stops and `CaptureReader.damage` says at which
 packet number and byte offset (in the decompressed stream) the damage begins.
-Only a file that cannot be opened, or whose first header is unreadable,
-raises `CaptureError`.
+Only a file that cannot be opened, or whose file header or first section
+header is unreadable, raises `CaptureError`, and it does so on opening.
 """
 
 from __future__ import annotations
@@ -175,9 +175,17 @@ class CaptureReader:
         self._order = "<"
         self._handle = self._open()
         self._stream = _Stream(self._handle)
-        head = self._peek_magic()
-        self.format = "pcapng" if head == PCAPNG_SHB_TYPE.to_bytes(4, "big") else "pcap"
-        self._head = head
+        try:
+            self._head = self._peek_magic()
+            is_pcapng = self._head == PCAPNG_SHB_TYPE.to_bytes(4, "big")
+            self.format = "pcapng" if is_pcapng else "pcap"
+            if is_pcapng:
+                self._first_block = self._read_section_header()
+            else:
+                self._layout = self._read_pcap_header()
+        except BaseException:
+            self._handle.close()
+            raise
 
     def close(self) -> None:
         """Close the file."""
@@ -238,7 +246,8 @@ class CaptureReader:
 
     # pcap
 
-    def _pcap(self) -> Iterator[Frame]:
+    def _read_pcap_header(self) -> tuple[str, int, float, int]:
+        """Return (byte order, record header length, divisor, link type)."""
         magic_big = int.from_bytes(self._head, "big")
         order = ">" if magic_big in (PCAP_MAGIC_MICRO, PCAP_MAGIC_NANO) else "<"
         magic = int.from_bytes(self._head, "big" if order == ">" else "little")
@@ -246,12 +255,14 @@ class CaptureReader:
             rest = self._stream.read(PCAP_FILE_HEADER_LEN - 4)
         except _Truncated as exc:
             raise self._fail(f"file header cut short: {exc}") from exc
-        if len(rest) < PCAP_FILE_HEADER_LEN - 4:
-            raise self._fail("file header cut short")
         _, _, _, _, _, linktype = struct.unpack(order + "HHiIII", rest)
         linktype &= 0x0FFFFFFF  # the high bits carry FCS information
         divisor = 1e9 if magic == PCAP_MAGIC_NANO else 1e6
         header_len = 24 if magic == PCAP_MAGIC_MODIFIED else 16
+        return order, header_len, divisor, linktype
+
+    def _pcap(self) -> Iterator[Frame]:
+        order, header_len, divisor, linktype = self._layout
         while True:
             offset = self._stream.offset
             try:
@@ -291,22 +302,30 @@ class CaptureReader:
 
     # pcapng
 
+    def _read_section_header(self) -> tuple[int, bytes, str]:
+        try:
+            block = self._pcapng_block(first=True)
+        except (_Truncated, _Corrupt) as exc:
+            raise self._fail(f"section header unreadable: {exc}") from exc
+        assert block is not None  # the first block's type bytes were read
+        return block
+
     def _pcapng_frames(self) -> Iterator[Frame]:
         section = _PcapngSection()
-        first = True
+        block: tuple[int, bytes, str] | None = self._first_block
+        offset = 0
         while True:
-            offset = self._stream.offset - (4 if first else 0)
-            try:
-                block = self._pcapng_block(first)
-            except (_Truncated, _Corrupt) as exc:
-                if first:
-                    raise self._fail(f"section header unreadable: {exc}") from exc
-                self._stop(offset, str(exc))
-                return
-            first = False
             if block is None:
-                return
+                offset = self._stream.offset
+                try:
+                    block = self._pcapng_block(first=False)
+                except (_Truncated, _Corrupt) as exc:
+                    self._stop(offset, str(exc))
+                    return
+                if block is None:
+                    return
             block_type, body, order = block
+            block = None
             try:
                 frame = section.handle(block_type, body, order, offset)
             except _Corrupt as exc:
