@@ -26,7 +26,9 @@ from pktscan.capture.checker import check_file  # noqa: E402
 from pktscan.capture.recorder import PcapRecorder  # noqa: E402
 from pktscan.capture.sequence import Profile  # noqa: E402
 
-BENCH_PORT = 9  # discard: nothing listens on it in the test setups
+# The UDP discard port. Nothing has to listen, because the recorder sees the
+# datagrams whether or not a socket receives them.
+BENCH_PORT = 9
 
 
 def bench_check(targets: int, folder: Path) -> None:

@@ -1,8 +1,8 @@
 """Arbitrary bytes never escape the capture code as an unexpected exception.
 
-Invariants: opening a file either works or raises CaptureError; iterating
-ends, with or without a recorded damage; decoding a frame returns a segment,
-a datagram or None; naming a stream's messages returns a view.
+The invariants: opening a file either works or raises CaptureError.
+Iterating ends, with or without a recorded damage. Decoding a frame returns a
+segment, a datagram or None. Naming a stream's messages returns a view.
 """
 
 from __future__ import annotations
