@@ -92,7 +92,10 @@ def verify(
     file: Annotated[Path, typer.Argument(help="pcap or pcapng file, may be gzipped")],
     profile: Annotated[
         Profile,
-        typer.Option(help="expected behaviour: scan (kernel engine), raw, or any"),
+        typer.Option(
+            help="expected client: scan (SYN probe, then a kernel connection "
+            "per attempt), raw (one raw pass per attempt) or any (any TLS client)"
+        ),
     ] = Profile.SCAN,
     json_output: Annotated[
         bool, typer.Option("--json", help="print the report as JSON")
