@@ -56,11 +56,13 @@ def _attempt_text(verdict: TargetVerdict) -> str:
     return "; ".join(parts) or "none"
 
 
-def render_report(report: CheckReport) -> str:
+def render_report(report: CheckReport, *, only_deviating: bool = False) -> str:
     """Format a report as text: a line per target, then its deviations."""
     lines = [f"{report.path}: {report.frames} frames, profile {report.profile.value}"]
     start = report.start_time or 0.0
     for verdict in report.targets:
+        if only_deviating and verdict.conforms:
+            continue
         state = "conforms" if verdict.conforms else "DEVIATES"
         lines.append(
             f"{verdict.target}  {state}  probe {verdict.probe or 'none'}  "
@@ -100,6 +102,12 @@ def verify(
     json_output: Annotated[
         bool, typer.Option("--json", help="print the report as JSON")
     ] = False,
+    only_deviating: Annotated[
+        bool,
+        typer.Option(
+            "--only-deviating", help="list only targets that deviate (text output)"
+        ),
+    ] = False,
 ) -> None:
     """Check that a capture shows the documented wire sequence per target."""
     try:
@@ -109,7 +117,7 @@ def verify(
     if json_output:
         typer.echo(json.dumps(report.to_json(), indent=2))
     else:
-        typer.echo(render_report(report))
+        typer.echo(render_report(report, only_deviating=only_deviating))
     passed = report.conforms and bool(report.targets)
     raise typer.Exit(EXIT_CONFORMS if passed else EXIT_DEVIATES)
 

@@ -107,3 +107,16 @@ def test_show_ladder_rows(tmp_path: Path) -> None:
     texts = [node.firstChild.data for node in document.getElementsByTagName("text")]
     assert "Alert(handshake_failure)" in texts
     assert "ClientHello (set 3)" in texts
+
+
+def test_verify_only_deviating(tmp_path: Path) -> None:
+    builder = CaptureBuilder()
+    scan_target(builder, [AttemptPlan(3)], name=None)
+    scan_target(builder, [AttemptPlan(3, close="fin")], server=("198.18.0.3", 443))
+    path = builder.write(tmp_path / "two.pcap")
+    result = runner.invoke(app, ["verify", str(path), "--only-deviating"])
+
+    assert result.exit_code == 1
+    assert f"{TARGET}:443" not in result.output
+    assert "198.18.0.3:443  DEVIATES" in result.output
+    assert result.output.splitlines()[-1] == "result: 1 of 2 targets deviate"
