@@ -361,7 +361,33 @@ def _check_connection(model: ProfileModel, connection: Connection) -> list[Devia
     tokens = segment_tokens(model, connection.events)
     last = connection.events[-1]
     end = Token("end", last.number, last.timestamp, "end of the connection")
-    return walk_sequence(sequence, tokens, end)
+    return walk_sequence(sequence, tokens, end) + _gap_deviations(model, connection)
+
+
+def _gap_deviations(model: ProfileModel, connection: Connection) -> list[Deviation]:
+    """Report bytes missing from either stream, since they cannot be checked."""
+    times = {event.number: event.timestamp for event in connection.events}
+    deviations = []
+    for side, stream in (
+        (Side.CLIENT, connection.client_stream),
+        (Side.SERVER, connection.server_stream),
+    ):
+        who = _side_word(model, side)
+        for gap in stream.gaps:
+            missing = gap.end - gap.start
+            if gap.reason == "snaplen":
+                seen = f"{missing} bytes cut off by the snapshot length"
+            else:
+                seen = f"{missing} bytes missing before this packet"
+            deviations.append(
+                Deviation(
+                    gap.number,
+                    times.get(gap.number),
+                    f"every byte from {who} in the capture",
+                    seen,
+                )
+            )
+    return deviations
 
 
 def _attempt(model: ProfileModel, connection: Connection) -> Attempt:

@@ -368,3 +368,25 @@ def test_scan_ipv6_target(tmp_path: Path) -> None:
 )
 def test_reverse_name_address(name: str, address: str | None) -> None:
     assert address_of_reverse_name(name) == address
+
+
+def test_scan_lost_segment(tmp_path: Path) -> None:
+    builder = CaptureBuilder()
+    probe_open(builder, 61000, (TARGET, 443))
+    conversation = Conversation(builder, (SCANNER, 50001), (TARGET, 443))
+    conversation.syn()
+    conversation.syn_ack()
+    conversation.client_ack()
+    conversation.client_data(build_set_hello(3, bytes(32)))
+    flight = certificate_flight()
+    conversation.server_next += 100  # the first 100 bytes were never captured
+    after_gap = conversation.server_data(flight[100:])
+    conversation.client_rst()
+    report = _check(builder, tmp_path, Profile.SCAN)
+
+    deviations = report.targets[0].deviations
+    assert len(deviations) == 1
+    assert deviations[0].number == after_gap
+    assert deviations[0].expected == "every byte from target in the capture"
+    assert deviations[0].seen == "100 bytes missing before this packet"
+    assert not report.targets[0].attempts[0].certificate
