@@ -191,13 +191,16 @@ class _ConnectionBuilder:
     server_isn: int | None = None
 
     def add(self, segment: Segment) -> None:
-        sender = (
-            Side.CLIENT
-            if (segment.src, segment.sport) == self.client
-            else (Side.SERVER)
-        )
-        builder = self.client_builder if sender is Side.CLIENT else self.server_builder
+        from_client = (segment.src, segment.sport) == self.client
+        sender = Side.CLIENT if from_client else Side.SERVER
+        builder = self.client_builder if from_client else self.server_builder
         retransmission = self._note_syn(segment, sender, builder)
+        is_syn_ack = segment.flags & (TH_SYN | TH_ACK) == TH_SYN | TH_ACK
+        if is_syn_ack and not from_client and self.client_builder.base is None:
+            # Without the client's SYN, the SYN/ACK's acknowledgment number
+            # still gives the client's first sequence number, so a lost first
+            # client segment shows as a gap.
+            self.client_builder.base = segment.ack
         offset: int | None = None
         length = len(segment.payload)
         if length or segment.missing:
