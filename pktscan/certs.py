@@ -9,8 +9,10 @@ keeps the fields that decoded and names the failed ones in `error`.
 
 The findings functions judge decoded certificates: validity period, key
 size, signature hash, self-signed certificates, the served name and the
-order and completeness of the chain. They take the time as an argument and
-read no clock.
+order and completeness of the chain. Others judge the handshake (the size
+of the DH prime, a protocol below TLS 1.0) and the history of an endpoint
+(a changed leaf, a certificate no longer served). They take the time as
+an argument and read no clock.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import ipaddress
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -39,13 +41,18 @@ from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 from pktscan.results import CertInfo
 
 __all__ = [
+    "MIN_DH_PRIME_BITS",
     "MIN_RSA_KEY_BITS",
     "Finding",
     "FindingKind",
     "Severity",
     "check_chain",
+    "check_change",
+    "check_gone",
     "check_key",
+    "check_key_exchange",
     "check_name",
+    "check_protocol",
     "check_self_signed",
     "check_signature",
     "check_validity",
@@ -58,6 +65,15 @@ __all__ = [
 
 #: Shortest RSA modulus, in bits, that is not reported as weak.
 MIN_RSA_KEY_BITS = 2048
+
+#: Shortest DH prime, in bits, that is not reported as weak. It equals
+#: `MIN_RSA_KEY_BITS` because a DH prime and an RSA modulus of one size
+#: resist about the same attacks (the number field sieve).
+MIN_DH_PRIME_BITS = 2048
+
+# Negotiated versions below TLS 1.0, as `pktscan.tls.constants.version_name`
+# spells them, with their RFC 7568 and RFC 6176 deprecation.
+_SSL_VERSIONS = {"SSLv2": "SSL 2.0 (RFC 6176)", "SSLv3": "SSL 3.0 (RFC 7568)"}
 
 #: Default window, in days, for the "expiring" finding.
 DEFAULT_EXPIRY_WINDOW_DAYS = 30
@@ -271,6 +287,10 @@ class FindingKind(enum.StrEnum):
     NAME_MISMATCH = "name_mismatch"
     CHAIN_OUT_OF_ORDER = "chain_out_of_order"
     CHAIN_INCOMPLETE = "chain_incomplete"
+    WEAK_DH = "weak_dh"
+    SSL_ONLY = "ssl_only"
+    CERTIFICATE_CHANGED = "certificate_changed"
+    ENDPOINT_GONE = "endpoint_gone"
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,17 +421,19 @@ def check_self_signed(cert: CertInfo) -> list[Finding]:
     return [Finding(FindingKind.SELF_SIGNED, Severity.MEDIUM, cert.sha256, message)]
 
 
-def check_name(cert: CertInfo, name: str) -> list[Finding]:
+def check_name(cert: CertInfo, name: str, source: str = "") -> list[Finding]:
     """Flag a certificate that is not valid for `name`.
 
     Args:
         cert: the leaf certificate.
         name: the DNS name or IP address the client asked for.
+        source: where the name comes from, e.g. "PTR name", shown before it.
     """
     if name_matches(cert, name):
         return []
     shown = ", ".join(cert.san) or f"no SAN, subject {cert.subject}"
-    message = f"not valid for {name}: certificate names {shown}"
+    named = f"{source} {name}" if source else name
+    message = f"not valid for {named}: certificate names {shown}"
     return [Finding(FindingKind.NAME_MISMATCH, Severity.HIGH, cert.sha256, message)]
 
 
@@ -523,20 +545,92 @@ def check_chain(chain: Sequence[CertInfo]) -> list[Finding]:
     return findings
 
 
+def check_key_exchange(
+    key_exchange: Mapping[str, object] | None, sha256: str
+) -> list[Finding]:
+    """Flag an ephemeral DH prime shorter than `MIN_DH_PRIME_BITS`.
+
+    Args:
+        key_exchange: the summary of the ServerKeyExchange, as
+            `TlsResult.key_exchange` stores it (``kind`` and, for DHE,
+            ``prime_bits``).
+        sha256: the leaf the finding is filed under.
+    """
+    if key_exchange is None or key_exchange.get("kind") != "DHE":
+        return []
+    bits = key_exchange.get("prime_bits")
+    if not isinstance(bits, int) or bits >= MIN_DH_PRIME_BITS:
+        return []
+    message = f"DHE with a {bits}-bit prime, under {MIN_DH_PRIME_BITS}"
+    return [Finding(FindingKind.WEAK_DH, Severity.HIGH, sha256, message)]
+
+
+def check_protocol(version: str | None, sha256: str) -> list[Finding]:
+    """Flag a server that negotiated SSL 2.0 or SSL 3.0.
+
+    The scanner offers TLS 1.0 in every hello but the last one, which it
+    sends only after the TLS hellos failed. So a server that answers with
+    SSL 2.0 or 3.0 speaks nothing newer that the scanner offered.
+    """
+    if version not in _SSL_VERSIONS:
+        return []
+    message = f"speaks only {_SSL_VERSIONS[version]}, which is prohibited"
+    return [Finding(FindingKind.SSL_ONLY, Severity.CRITICAL, sha256, message)]
+
+
+def check_change(
+    previous: str | None, current: str, previous_seen: str
+) -> list[Finding]:
+    """Flag a leaf that differs from the one the endpoint served before.
+
+    Args:
+        previous: SHA-256 of the leaf of the endpoint's previous observation
+            with a chain, or None when there is none.
+        current: SHA-256 of the leaf served now.
+        previous_seen: time of that previous observation, for the message.
+    """
+    if previous is None or previous == current:
+        return []
+    message = f"leaf changed since {previous_seen}: was {previous[:16]}..."
+    return [Finding(FindingKind.CERTIFICATE_CHANGED, Severity.INFO, current, message)]
+
+
+def check_gone(previous: str | None, state: str, previous_seen: str) -> list[Finding]:
+    """Flag an endpoint that served a certificate before and serves none now.
+
+    Args:
+        previous: SHA-256 of the last leaf the endpoint served, or None.
+        state: the port state of the current observation.
+        previous_seen: time of the observation that had that leaf.
+    """
+    if previous is None:
+        return []
+    message = f"no certificate (port {state}); last served at {previous_seen}"
+    return [Finding(FindingKind.ENDPOINT_GONE, Severity.MEDIUM, previous, message)]
+
+
 def find_all(
     chain: Sequence[CertInfo],
     now: datetime,
     name: str | None = None,
     expiring_within_days: int = DEFAULT_EXPIRY_WINDOW_DAYS,
+    *,
+    ptr: str | None = None,
+    version: str | None = None,
+    key_exchange: Mapping[str, object] | None = None,
 ) -> list[Finding]:
     """Run every check on a served chain.
 
     Args:
         chain: the certificates in the order served, the leaf first.
         now: the time to check validity against.
-        name: the name the client asked for, checked against the leaf; None
-            skips the name check.
+        name: the name the client asked for, checked against the leaf.
         expiring_within_days: window of the ``expiring`` finding.
+        ptr: the PTR name of the address, checked against the leaf when
+            `name` is None (the target was given as an address). When both
+            are None, the name check is skipped.
+        version: the negotiated protocol version, e.g. ``"SSLv3"``.
+        key_exchange: the ServerKeyExchange summary of the handshake.
     """
     findings: list[Finding] = []
     for cert in chain:
@@ -551,8 +645,12 @@ def find_all(
         # A root sent after the leaf is self-signed by nature, so only a
         # self-signed leaf is a finding.
         findings += check_self_signed(chain[0])
-    if chain and name is not None:
-        findings += check_name(chain[0], name)
+        if name is not None:
+            findings += check_name(chain[0], name)
+        elif ptr is not None:
+            findings += check_name(chain[0], ptr, source="PTR name")
+        findings += check_key_exchange(key_exchange, chain[0].sha256)
+        findings += check_protocol(version, chain[0].sha256)
     findings += check_chain(chain)
     return findings
 

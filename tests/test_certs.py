@@ -696,3 +696,119 @@ def test_finding_to_json() -> None:
         "sha256": "ab" * 32,
         "message": "expired",
     }
+
+
+# --- handshake and history ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key_exchange", "expected"),
+    [
+        ({"kind": "DHE", "prime_bits": 1024, "generator": 2}, [FindingKind.WEAK_DH]),
+        ({"kind": "DHE", "prime_bits": 2047}, [FindingKind.WEAK_DH]),
+        ({"kind": "DHE", "prime_bits": 2048}, []),
+        ({"kind": "ECDHE", "group": "x25519"}, []),
+        ({"kind": "RSA"}, []),
+        ({"kind": "DHE"}, []),
+        (None, []),
+    ],
+)
+def test_key_exchange_dh_prime(
+    key_exchange: dict[str, object] | None, expected: list[FindingKind]
+) -> None:
+    assert kinds(certs.check_key_exchange(key_exchange, "ab" * 32)) == expected
+
+
+def test_key_exchange_message_names_bits() -> None:
+    findings = certs.check_key_exchange({"kind": "DHE", "prime_bits": 1024}, "cd" * 32)
+
+    assert findings == [
+        Finding(
+            FindingKind.WEAK_DH,
+            Severity.HIGH,
+            "cd" * 32,
+            "DHE with a 1024-bit prime, under 2048",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [
+        ("SSLv2", [FindingKind.SSL_ONLY]),
+        ("SSLv3", [FindingKind.SSL_ONLY]),
+        ("TLSv1.0", []),
+        ("TLSv1.3", []),
+        (None, []),
+    ],
+)
+def test_protocol_ssl_only(version: str | None, expected: list[FindingKind]) -> None:
+    assert kinds(certs.check_protocol(version, "ab" * 32)) == expected
+
+
+def test_protocol_message_names_rfc() -> None:
+    (finding,) = certs.check_protocol("SSLv3", "ab" * 32)
+
+    assert finding.severity is Severity.CRITICAL
+    assert finding.message == "speaks only SSL 3.0 (RFC 7568), which is prohibited"
+
+
+def test_change_same_leaf_clean() -> None:
+    assert certs.check_change("aa" * 32, "aa" * 32, "2026-01-01T00:00:00.000Z") == []
+    assert certs.check_change(None, "aa" * 32, "") == []
+
+
+def test_change_other_leaf_reported() -> None:
+    findings = certs.check_change("aa" * 32, "bb" * 32, "2026-01-01T00:00:00.000Z")
+
+    assert findings == [
+        Finding(
+            FindingKind.CERTIFICATE_CHANGED,
+            Severity.INFO,
+            "bb" * 32,
+            "leaf changed since 2026-01-01T00:00:00.000Z: was aaaaaaaaaaaaaaaa...",
+        )
+    ]
+
+
+def test_gone_filed_under_previous_leaf() -> None:
+    findings = certs.check_gone("aa" * 32, "closed", "2026-01-01T00:00:00.000Z")
+
+    assert findings == [
+        Finding(
+            FindingKind.ENDPOINT_GONE,
+            Severity.MEDIUM,
+            "aa" * 32,
+            "no certificate (port closed); last served at 2026-01-01T00:00:00.000Z",
+        )
+    ]
+    assert certs.check_gone(None, "closed", "") == []
+
+
+def test_find_all_name_falls_back_to_ptr(three_chain: list[CertInfo]) -> None:
+    by_ptr = certs.find_all(three_chain, NOW, ptr="host.in-addr.example")
+    matching_ptr = certs.find_all(three_chain, NOW, ptr="leaf.example")
+    name_first = certs.find_all(
+        three_chain, NOW, name="leaf.example", ptr="host.in-addr.example"
+    )
+
+    assert kinds(by_ptr) == [FindingKind.NAME_MISMATCH]
+    assert by_ptr[0].message.startswith(
+        "not valid for PTR name host.in-addr.example: certificate names DNS:"
+    )
+    assert matching_ptr == []
+    assert name_first == []
+
+
+def test_find_all_handshake_findings_on_leaf(three_chain: list[CertInfo]) -> None:
+    findings = certs.find_all(
+        three_chain,
+        NOW,
+        version="SSLv3",
+        key_exchange={"kind": "DHE", "prime_bits": 1024},
+    )
+
+    assert [(finding.kind, finding.sha256) for finding in findings] == [
+        (FindingKind.WEAK_DH, three_chain[0].sha256),
+        (FindingKind.SSL_ONLY, three_chain[0].sha256),
+    ]

@@ -189,6 +189,18 @@ _LATEST = """
     ) WHERE recency = 1
 """
 
+# Each endpoint's latest observation of all, when it has no chain. Its
+# findings say that the chain went away.
+_LATEST_WITHOUT_CHAIN = """
+    SELECT * FROM (
+        SELECT o.*, row_number() OVER (
+            PARTITION BY o.endpoint ORDER BY o.time DESC, o.id DESC
+        ) AS recency
+        FROM observations AS o
+        WHERE (:scan IS NULL OR o.scan = :scan)
+    ) WHERE recency = 1 AND chain IS NULL
+"""
+
 _SERVED = f"""
     WITH latest AS ({_LATEST})
     SELECT e.address, e.port, e.name, e.ptr, c.sha256, c.subject, c.issuer,
@@ -282,10 +294,18 @@ def placements(connection: sqlite3.Connection, sha256: str) -> list[Placement]:
 
 
 def findings(connection: sqlite3.Connection, filters: Filters) -> list[FindingRow]:
-    """List the findings of each endpoint's latest chain."""
+    """List the findings of each endpoint's latest chain.
+
+    An endpoint whose latest observation has no chain also shows that
+    observation's findings, such as ``endpoint_gone``.
+    """
     rows = connection.execute(
         f"""
-        WITH latest AS ({_LATEST})
+        WITH latest AS (
+            SELECT id, endpoint, time FROM ({_LATEST})
+            UNION ALL
+            SELECT id, endpoint, time FROM ({_LATEST_WITHOUT_CHAIN})
+        )
         SELECT e.address, e.port, e.name, f.certificate, f.kind, f.severity,
                f.message, l.time
         FROM latest AS l

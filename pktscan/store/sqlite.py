@@ -409,14 +409,14 @@ def _insert_result(
     seen_epoch = result.time if result.time is not None else time.time()
     seen = format_epoch(seen_epoch)
     endpoint_id = _upsert_endpoint(connection, result)
+    previous = previous_leaf(connection, endpoint_id, scan_id)
     tls = result.tls
     chain: Sequence[CertInfo] = tls.chain if tls is not None else ()
     chain_id = _upsert_chain(connection, chain, seen) if chain else None
     observation_id = _insert_observation(
         connection, scan_id, endpoint_id, chain_id, result, seen
     )
-    now = datetime.fromtimestamp(seen_epoch, UTC)
-    for finding in certs.find_all(chain, now, name=result.name):
+    for finding in result_findings(result, seen_epoch, previous):
         connection.execute(
             "INSERT INTO findings (observation, certificate, kind, severity, message)"
             " VALUES (?, ?, ?, ?, ?)",
@@ -428,6 +428,51 @@ def _insert_result(
                 finding.message,
             ),
         )
+
+
+def previous_leaf(
+    connection: sqlite3.Connection, endpoint_id: int, scan_id: int
+) -> tuple[str, str] | None:
+    """Return the leaf SHA-256 and time of the endpoint's latest chain.
+
+    Only observations of other scans count, so the shards of one scan do
+    not compare with each other.
+    """
+    row = connection.execute(
+        "SELECT cc.certificate, o.time FROM observations AS o"
+        " JOIN chain_certificates AS cc ON cc.chain = o.chain AND cc.position = 0"
+        " WHERE o.endpoint = ? AND o.scan != ? AND o.chain IS NOT NULL"
+        " ORDER BY o.time DESC, o.id DESC LIMIT 1",
+        (endpoint_id, scan_id),
+    ).fetchone()
+    return (str(row[0]), str(row[1])) if row is not None else None
+
+
+def result_findings(
+    result: PortResult, seen_epoch: float, previous: tuple[str, str] | None
+) -> list[certs.Finding]:
+    """Compute the findings of one result, given the endpoint's previous leaf.
+
+    The certificate checks run at the result's time, with `result.name`,
+    or `result.ptr` when the target was an address, as the name to match.
+    """
+    tls = result.tls
+    chain: Sequence[CertInfo] = tls.chain if tls is not None else ()
+    now = datetime.fromtimestamp(seen_epoch, UTC)
+    found = certs.find_all(
+        chain,
+        now,
+        name=result.name,
+        ptr=result.ptr,
+        version=tls.version if tls is not None else None,
+        key_exchange=tls.key_exchange if tls is not None else None,
+    )
+    previous_sha256, previous_seen = previous or (None, "")
+    if chain:
+        found += certs.check_change(previous_sha256, chain[0].sha256, previous_seen)
+    else:
+        found += certs.check_gone(previous_sha256, result.state, previous_seen)
+    return found
 
 
 def _upsert_endpoint(connection: sqlite3.Connection, result: PortResult) -> int:

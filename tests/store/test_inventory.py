@@ -477,6 +477,45 @@ def test_findings_query_latest(two_scans: Path, expired_chain: list[CertInfo]) -
     )
 
 
+def test_findings_changed_and_gone(
+    two_scans: Path, chain_a: list[CertInfo], chain_b: list[CertInfo]
+) -> None:
+    with Inventory.open(two_scans) as inventory:
+        connection = inventory.connection
+        changed = query.findings(connection, Filters(finding="certificate_changed"))
+        gone = query.findings(connection, Filters(finding="endpoint_gone"))
+        first_scan = query.findings(connection, Filters(scan=1))
+
+    assert [(row.address, row.port, row.sha256) for row in changed] == [
+        ("198.18.0.3", 443, chain_b[0].sha256)
+    ]
+    assert changed[0].message == (
+        f"leaf changed since 2026-06-01T00:00:00.000Z: was {chain_a[0].sha256[:16]}..."
+    )
+    assert [(row.address, row.port, row.sha256) for row in gone] == [
+        ("198.18.0.4", 8443, chain_b[0].sha256)
+    ]
+    assert gone[0].message == (
+        "no certificate (port closed); last served at 2026-06-01T00:00:00.000Z"
+    )
+    assert gone[0].observed == "2026-06-01T01:00:00.000Z"
+    history = {"certificate_changed", "endpoint_gone"}
+    assert [row for row in first_scan if row.kind in history] == []
+
+
+def test_shards_of_one_scan_not_compared(
+    db: Path, chain_a: list[CertInfo], chain_b: list[CertInfo]
+) -> None:
+    with Inventory.open(db) as inventory:
+        scan = inventory.begin_scan({"n": 1}, shard="1/2")
+        inventory.add_result(scan, tls_result("198.18.0.3", 443, chain_a, T0))
+        inventory.add_result(scan, tls_result("198.18.0.3", 443, chain_b, T0 + 1))
+        inventory.flush()
+        rows = inventory.connection.execute("SELECT kind FROM findings").fetchall()
+
+    assert ("certificate_changed",) not in rows
+
+
 def test_diff_scans(
     two_scans: Path,
     chain_a: list[CertInfo],
