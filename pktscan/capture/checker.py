@@ -1,11 +1,13 @@
 """Check a capture against a profile's sequences and report per target.
 
-`check_flows` groups connections by server address and port (the target),
-turns each connection's segments and each target's lookups and connections
-into tokens, and walks them through the profile's `SequenceModel`s. Each
-token that no step accepts is a `Deviation` with its packet number, time,
-what was expected and what was seen. After a deviation the walk moves on to
-the first later step that accepts the token, so one mistake is reported once.
+`check_flows` groups connections by server address and port (the target).
+It turns each connection's segments, and each target's forward lookups and
+connections, into tokens and walks them through the profile's
+`SequenceModel`s (see walk.py). Each token that no step accepts is a
+`Deviation` with its packet number, time, what was expected and what was
+seen. On top of the walks come the profile's `Rule`s across attempts, the
+PTR check per address (lookups.py) and a deviation for every byte range
+missing from a stream, since missing bytes cannot be checked.
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ class Attempt:
 
 @dataclass(frozen=True, slots=True)
 class TargetVerdict:
-    """Whether one target's traffic follows the profile.
+    """The verdict for one target's traffic under a profile.
 
     Attributes:
         target: "address:port", IPv6 addresses in brackets.
