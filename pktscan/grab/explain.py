@@ -296,7 +296,7 @@ class _Replay:
     def chunk_lines(self, chunk: ReceivedChunk) -> list[str]:
         """Describe one chunk: where it starts, its records and its messages."""
         end = chunk.offset + len(chunk.data) - 1
-        lines = [f"< {len(chunk.data)} bytes, stream offset {chunk.offset}-{end}"]
+        lines = [f"< {len(chunk.data)} bytes, offsets {chunk.offset:06x}-{end:06x}"]
         if self.reader.done:
             lines.append("  not read: the reader was already done")
             return lines
@@ -322,7 +322,7 @@ class _Replay:
             return []
         if self.records.buffered:
             start = self.records.offset - self.records.buffered
-            lines.append(f"  continues the record that starts at offset {start}")
+            lines.append(f"  continues the record that starts at {start:06x}")
         try:
             return self.records.feed(chunk.data)
         except PeerProtocolError:
@@ -391,7 +391,9 @@ def explain_grab(transcript: GrabTranscript) -> str:
     sni = transcript.sni or "none"
     lines = [
         f"grab {transcript.ip}:{transcript.port}, SNI {sni}, "
-        f"timeout {transcript.timeout:g} s per attempt; times from each connect()"
+        f"timeout {transcript.timeout:g} s per attempt",
+        "times count from the start of each connect(); offsets are hex, counted "
+        "from the server's first byte",
     ]
     for attempt in transcript.attempts:
         lines.append("")
