@@ -7,7 +7,7 @@ Records come from replaying the chunks through a `RecordReader`, messages
 from replaying them through a fresh `HandshakeReader`, so every offset
 printed is a stream offset that the codec itself reported. Where a known
 intolerance explains why an attempt brought no certificate, a `hint:` line
-says so.
+names it.
 """
 
 from __future__ import annotations

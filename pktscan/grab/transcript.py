@@ -3,7 +3,7 @@
 `grab_recorded` runs the same ladder as `kernel.grab_tls`, on the same
 sockets and with the same read loop, but keeps for each attempt the hello
 it sent and each chunk that recv() returned, stamped with the time since
-the attempt started. The transcript holds raw bytes and times only: the
+the attempt started. The transcript contains raw bytes and times only: the
 explanation replays the chunks through a fresh `HandshakeReader`, so that
 what it prints comes from the reader's own events and offsets.
 """
@@ -48,7 +48,7 @@ class AttemptTranscript:
     """What one attempt sent and received, in order, with times in seconds.
 
     Times count from the start of connect(). `connected` is None when the
-    connection could not be made, and `connect_error` then says why. After
+    connection could not be made, and `connect_error` then gives the reason. After
     a failed connect, `hello` is empty and the other times are None.
     """
 
