@@ -7,6 +7,7 @@ be read at all. `show` exits 2 for an unreadable file and 0 otherwise.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from pathlib import Path
 from typing import Annotated
@@ -56,11 +57,18 @@ def _attempt_text(verdict: TargetVerdict) -> str:
     return "; ".join(parts) or "none"
 
 
+def _target_sort_key(verdict: TargetVerdict) -> tuple[int, int, int]:
+    """Order targets by address, then port, as scan tables list them."""
+    host, _, port = verdict.target.rpartition(":")
+    address = ipaddress.ip_address(host.strip("[]"))
+    return address.version, int(address), int(port)
+
+
 def render_report(report: CheckReport, *, only_deviating: bool = False) -> str:
     """Format a report as text: a line per target, then its deviations."""
     lines = [f"{report.path}: {report.frames} frames, profile {report.profile.value}"]
     start = report.start_time or 0.0
-    for verdict in report.targets:
+    for verdict in sorted(report.targets, key=_target_sort_key):
         if only_deviating and verdict.conforms:
             continue
         state = "conforms" if verdict.conforms else "DEVIATES"
