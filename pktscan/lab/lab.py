@@ -35,6 +35,7 @@ from pktscan.lab.plan import (
     Kind,
     LabNames,
     ServerSpec,
+    server_by_name,
 )
 from pktscan.lab.procs import ProcessTable, is_alive, stop_pids
 from pktscan.lab.servers import (
@@ -254,6 +255,82 @@ class Lab:
             )
         return report
 
+    def stop_server(self, name: str) -> None:
+        """Stop the processes of one server, so that its port is closed.
+
+        The manifest keeps the server; `status` then reports it as not ok.
+
+        Raises:
+            InputError: no lab server has that name.
+            LabError: the lab is not up, or a process did not stop.
+        """
+        require_root()
+        spec = server_by_name(name)
+        _ = self.manifest
+        table = self._process_table()
+        names = [
+            record
+            for record in table.records
+            if record == spec.name or record.startswith(spec.name + ".")
+        ]
+        stuck = table.stop(names)
+        if stuck:
+            raise LabError(
+                f"lab {self.name!r}: {', '.join(stuck)} did not stop",
+                hint=self._down_hint(),
+            )
+
+    def replace_certificate(self, name: str) -> str:
+        """Restart one TLS server with a new certificate from the lab's root CA.
+
+        The new certificate has the same profile as the old one (subject,
+        issuer, defect) with a new serial number and validity, and for most
+        servers a new key. The manifest entry is rewritten.
+
+        Returns:
+            The SHA-256 of the new leaf, in hex.
+
+        Raises:
+            InputError: no lab server has that name.
+            LabError: the lab is not up, the server serves no certificate, or
+                the restarted server does not accept connections in time.
+        """
+        require_root()
+        spec = server_by_name(name)
+        if not spec.serves_tls:
+            raise LabError(
+                f"lab server {name!r} serves no certificate",
+                hint="name a TLS server of the lab",
+            )
+        manifest = self.manifest
+        self.stop_server(name)
+        cert = _issue(LabPKI.load(self.layout.certs), spec)
+        launches = launches_for(self.layout, spec, cert)
+        table = self._process_table()
+        env = python_env()
+        for launch in launches:
+            table.start(
+                launch.name,
+                self.names.target_namespace,
+                launch.argv,
+                self.layout.log_file(launch.name),
+                env,
+            )
+        self._wait_ready(launches)
+        entry = _server_entry(spec, cert, launches, self.names)
+        servers = [
+            entry if server["name"] == name else server
+            for server in manifest["servers"]
+        ]
+        self._save_manifest({**manifest, "servers": servers})
+        logger.info("lab %s: %s serves leaf %s", self.name, name, cert.leaf_sha256)
+        return cert.leaf_sha256
+
+    def _process_table(self) -> ProcessTable:
+        if self._processes is None:
+            self._processes = ProcessTable.load(self.state_dir / PROCESS_TABLE_FILE)
+        return self._processes
+
     def _reject_existing(self) -> None:
         found = [
             f"namespace {namespace}"
@@ -299,13 +376,7 @@ class Lab:
 
     def _issue_certs(self) -> dict[str, IssuedCert]:
         pki = LabPKI(self.layout.certs)
-        return {
-            spec.name: pki.issue(
-                spec.name, spec.hostname, big_chain=spec.name == "bigchain"
-            )
-            for spec in SERVERS
-            if spec.serves_tls
-        }
+        return {spec.name: _issue(pki, spec) for spec in SERVERS if spec.serves_tls}
 
     def _probe(
         self, namespace: str, targets: Sequence[str], *, timeout: float, wait: float
@@ -478,6 +549,9 @@ class Lab:
             "ca_file": str((self.layout.certs / "root-ca.pem").resolve()),
             "servers": servers,
         }
+        self._save_manifest(manifest)
+
+    def _save_manifest(self, manifest: dict[str, Any]) -> None:
         temporary = self.manifest_path.with_suffix(".tmp")
         temporary.write_text(json.dumps(manifest, indent=2) + "\n")
         temporary.replace(self.manifest_path)
@@ -548,6 +622,12 @@ class Lab:
                 except OSError:
                     break
         return []
+
+
+def _issue(pki: LabPKI, spec: ServerSpec) -> IssuedCert:
+    if spec.cert_profile is not None:
+        return pki.issue_profile(spec.name, spec.hostname, spec.cert_profile)
+    return pki.issue(spec.name, spec.hostname, big_chain=spec.name == "bigchain")
 
 
 def _server_entry(

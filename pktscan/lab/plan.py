@@ -14,6 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from pktscan.errors import InputError
+from pktscan.lab.pki import CertProfile
 
 DEFAULT_NAME = "pktscan-lab"
 STATE_ROOT = Path("/run/pktscan/lab")
@@ -64,6 +65,11 @@ class ServerSpec:
         front_rejects: hello features a front resets on, for kind FRONT.
         backend: kind of the loopback backend behind a front.
         backend_protocols: nginx `ssl_protocols` of that backend.
+        cert_profile: defect of the server's certificate, for the servers
+            that trigger findings.
+        weak_dh: serve only DHE suites with a 1024-bit prime.
+        expected_findings: finding kinds (`pktscan.certs.FindingKind`
+            values) that a scan of the server by its address must report.
     """
 
     name: str
@@ -77,6 +83,9 @@ class ServerSpec:
     front_rejects: tuple[str, ...] = ()
     backend: Kind | None = None
     backend_protocols: str | None = None
+    cert_profile: CertProfile | None = None
+    weak_dh: bool = False
+    expected_findings: tuple[str, ...] = ()
 
     @property
     def address(self) -> str:
@@ -93,6 +102,43 @@ class ServerSpec:
         """Whether the server presents a certificate."""
         return self.kind not in (Kind.NGINX_HTTP, Kind.CLOSED, Kind.FILTERED)
 
+
+_FINDING_PROTOCOLS = "TLSv1 TLSv1.1 TLSv1.2"
+
+
+def _finding_server(
+    name: str,
+    host: int,
+    findings: tuple[str, ...],
+    profile: CertProfile | None = None,
+    *,
+    weak_dh: bool = False,
+) -> ServerSpec:
+    return ServerSpec(
+        name, host, 443, Kind.NGINX_TLS, "open", 1, "TLSv1.0",
+        protocols=_FINDING_PROTOCOLS,
+        cert_profile=profile,
+        weak_dh=weak_dh,
+        expected_findings=findings,
+    )  # fmt: skip
+
+
+# Servers whose certificate or handshake triggers one finding kind each,
+# from 198.18.0.41 up.
+FINDING_SERVERS: tuple[ServerSpec, ...] = (
+    _finding_server("expired", 41, ("expired",), CertProfile.EXPIRED),
+    _finding_server("not-yet-valid", 42, ("not_yet_valid",), CertProfile.NOT_YET_VALID),
+    _finding_server("self-signed", 43, ("self_signed",), CertProfile.SELF_SIGNED),
+    _finding_server("weak-rsa", 44, ("weak_rsa_key",), CertProfile.WEAK_RSA),
+    _finding_server("sha1-signed", 45, ("weak_signature",), CertProfile.SHA1),
+    _finding_server("wrong-name", 46, ("name_mismatch",), CertProfile.WRONG_NAME),
+    _finding_server(
+        "out-of-order", 47, ("chain_out_of_order",), CertProfile.OUT_OF_ORDER
+    ),
+    _finding_server("incomplete", 48, ("chain_incomplete",), CertProfile.INCOMPLETE),
+    _finding_server("dh1024", 49, ("weak_dh",), weak_dh=True),
+    _finding_server("expiring", 50, ("expiring",), CertProfile.EXPIRING),
+)  # fmt: skip
 
 SERVERS: tuple[ServerSpec, ...] = (
     ServerSpec(
@@ -134,6 +180,7 @@ SERVERS: tuple[ServerSpec, ...] = (
     ServerSpec("closed", 20, 443, Kind.CLOSED, "closed", None, None),
     ServerSpec("filtered", 21, 443, Kind.FILTERED, "filtered", None, None),
 )  # fmt: skip
+SERVERS = (*SERVERS, *FINDING_SERVERS)
 
 # Backends of the fronts listen on loopback inside the target namespace,
 # on this port plus the front's host octet.

@@ -150,8 +150,30 @@ class ProcessTable:
         leads. Only PIDs whose start time still matches the record are
         signalled. Returns the names of processes that would not stop.
         """
+        return self._stop_records(list(self.records.values()), group=group)
+
+    def stop(self, names: Sequence[str]) -> list[str]:
+        """Stop the named processes and their groups, and drop their records.
+
+        Returns the names of processes that would not stop; their records
+        stay, so that the lab's teardown tries again.
+
+        Raises:
+            LabError: a name is not in the table.
+        """
+        missing = [name for name in names if name not in self.records]
+        if missing:
+            raise LabError(f"no recorded process named {', '.join(missing)}")
+        stuck = self._stop_records([self.records[name] for name in names], group=True)
+        for name in names:
+            if name not in stuck:
+                del self.records[name]
+        self._save()
+        return stuck
+
+    def _stop_records(self, records: list[ProcessRecord], *, group: bool) -> list[str]:
         send = _signal_group if group else _signal_process
-        live = [record for record in self.records.values() if is_alive(record)]
+        live = [record for record in records if is_alive(record)]
         for record in live:
             send(record.pid, signal.SIGTERM)
         stubborn = self._wait_gone(live, STOP_GRACE_S)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pktscan
-from pktscan.lab.pki import IssuedCert
+from pktscan.lab.pki import IssuedCert, dh_params_pem
 from pktscan.lab.plan import (
     BACKEND_PORT_BASE,
     DOMAIN,
@@ -30,6 +30,10 @@ from pktscan.lab.plan import (
 # with "no suitable signature algorithm": TLS 1.0 and 1.1 sign with MD5 and
 # SHA-1, which security level 1 and up reject.
 LEGACY_CIPHERS = "DEFAULT:@SECLEVEL=0"
+# Only DHE key exchange, so that the server sends its DH prime.
+DHE_CIPHERS = (
+    "DHE-RSA-AES128-SHA:DHE-RSA-AES256-SHA:DHE-RSA-AES128-GCM-SHA256:@SECLEVEL=0"
+)
 LOOPBACK = "127.0.0.1"
 
 
@@ -211,15 +215,25 @@ def nginx_tls_launch(
     cert: IssuedCert,
     *,
     backend: bool = False,
+    dhparam: Path | None = None,
 ) -> Launch:
-    """Launch nginx serving TLS with `protocols` on `listen` (ADDRESS:PORT)."""
+    """Launch nginx serving TLS with `protocols` on `listen` (ADDRESS:PORT).
+
+    With `dhparam`, a PKCS #3 PEM file, nginx offers only DHE suites with
+    that group.
+    """
+    ciphers = LEGACY_CIPHERS
+    dh_line = ""
+    if dhparam is not None:
+        ciphers = DHE_CIPHERS
+        dh_line = f"\n        ssl_dhparam {dhparam};"
     block = f"""    server {{
         listen {listen} ssl;
         server_name {hostname};
         ssl_certificate {cert.bundle_file};
         ssl_certificate_key {cert.key_file};
         ssl_protocols {protocols};
-        ssl_ciphers {LEGACY_CIPHERS};
+        ssl_ciphers {ciphers};{dh_line}
         ssl_session_cache off;
         location / {{
             return 200 "{name}\\n";
@@ -324,9 +338,14 @@ def launches_for(
     assert cert is not None
     if spec.kind is Kind.NGINX_TLS:
         assert spec.protocols is not None
+        dhparam = None
+        if spec.weak_dh:
+            dhparam = layout.conf / f"{spec.name}.dhparam.pem"
+            dhparam.write_bytes(dh_params_pem())
         return [
             nginx_tls_launch(
-                layout, spec.name, spec.hostname, listen, spec.protocols, cert
+                layout, spec.name, spec.hostname, listen, spec.protocols, cert,
+                dhparam=dhparam,
             )
         ]  # fmt: skip
     if spec.kind is Kind.TLSLITE_SSL3:

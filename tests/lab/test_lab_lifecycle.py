@@ -100,8 +100,8 @@ def test_up_down_leaves_nothing(lab_name: str) -> None:
     lab = Lab(lab_name)
     manifest = lab.up()
     pids = _recorded_pids(lab.state_dir)
-    # dnsmasq, 8 servers, 3 fronts with one backend each
-    assert len(pids) == 14
+    # dnsmasq, 8 servers, 3 fronts with one backend each, 10 finding servers
+    assert len(pids) == 24
     assert all(_start_time(pid) == start for pid, start in pids)
     assert manifest["name"] == lab_name
 
@@ -204,7 +204,7 @@ def test_cli_up_status_exec_down(lab_name: str) -> None:
     status = run("status", "--name", lab_name, "--json")
     assert status.returncode == 0
     report = json.loads(status.stdout)
-    assert [entry["ok"] for entry in report] == [True] * 12
+    assert [entry["ok"] for entry in report] == [True] * 22
 
     exited = run("exec", "--name", lab_name, "--", "sh", "-c", "exit 7")
     assert exited.returncode == 7

@@ -38,7 +38,21 @@ EXPECTED_SERVERS = {
     "http": ("198.18.0.19", 80, "open", None, None),
     "closed": ("198.18.0.20", 443, "closed", None, None),
     "filtered": ("198.18.0.21", 443, "filtered", None, None),
+    "expired": ("198.18.0.41", 443, "open", 1, "TLSv1.0"),
+    "not-yet-valid": ("198.18.0.42", 443, "open", 1, "TLSv1.0"),
+    "self-signed": ("198.18.0.43", 443, "open", 1, "TLSv1.0"),
+    "weak-rsa": ("198.18.0.44", 443, "open", 1, "TLSv1.0"),
+    "sha1-signed": ("198.18.0.45", 443, "open", 1, "TLSv1.0"),
+    "wrong-name": ("198.18.0.46", 443, "open", 1, "TLSv1.0"),
+    "out-of-order": ("198.18.0.47", 443, "open", 1, "TLSv1.0"),
+    "incomplete": ("198.18.0.48", 443, "open", 1, "TLSv1.0"),
+    "dh1024": ("198.18.0.49", 443, "open", 1, "TLSv1.0"),
+    "expiring": ("198.18.0.50", 443, "open", 1, "TLSv1.0"),
 }
+# Certificates sent by the servers whose chain is not a lone leaf, bigchain
+# aside: leaf, two intermediates in the wrong order and the root; leaf and
+# the upper intermediate only.
+CHAIN_LENGTHS = {"out-of-order": 4, "incomplete": 2}
 SOFTWARE_PREFIXES = {
     "tls10-12": "nginx ",
     "ssl3-only": "tlslite-ng ",
@@ -94,7 +108,8 @@ def test_manifest_cert_files(lab: Lab) -> None:
         if server["name"] == "bigchain":
             assert len(server["chain_files"]) > 2
         else:
-            assert len(server["chain_files"]) == 1
+            expected = CHAIN_LENGTHS.get(server["name"], 1)
+            assert len(server["chain_files"]) == expected, server["name"]
     assert Path(lab.manifest["ca_file"]).exists()
 
 

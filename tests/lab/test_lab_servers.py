@@ -30,6 +30,7 @@ from lab_wire import (
 )
 
 from pktscan.lab import Lab
+from pktscan.lab.pki import WRONG_NAME
 
 pytestmark = pytest.mark.lab
 
@@ -134,8 +135,16 @@ def _leaf_der(server: dict[str, Any]) -> bytes:
 
 @pytest.fixture(scope="module")
 def served_flights(lab: Lab) -> dict[str, ServerFlight]:
-    """The flight each TLS server sends to the hello of its expected set."""
-    servers = [server for server in lab.manifest["servers"] if server["expected_set"]]
+    """The flight each TLS server sends to the hello of its expected set.
+
+    The dh1024 server is left out: it accepts only DHE suites, which the
+    test hellos of lab_wire do not offer.
+    """
+    servers = [
+        server
+        for server in lab.manifest["servers"]
+        if server["expected_set"] and server["name"] != "dh1024"
+    ]
     requests = [
         [
             server["address"],
@@ -167,6 +176,8 @@ def test_served_leaf_names_server(served_flights: dict[str, ServerFlight]) -> No
         leaf = x509.load_der_x509_certificate(flight.certificates[0])
         san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
         hostname = f"{name}.lab.pktscan.test"
+        if name == "wrong-name":
+            hostname = WRONG_NAME
         assert san.value.get_values_for_type(x509.DNSName) == [hostname]
         common_names = leaf.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
         assert [attribute.value for attribute in common_names] == [hostname]
