@@ -1,6 +1,6 @@
 """A small hostile TLS server on 127.0.0.1 that follows a script, for tests.
 
-It stands in for servers that no real software here can imitate on
+It imitates servers that no real software here can imitate on
 demand: one that sends a malformed certificate, a banner, a flight cut off
 part-way, or a flight split at chosen byte offsets. Its bytes are recorded
 flights from real servers, rearranged or cut, or built field by field with

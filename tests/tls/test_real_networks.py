@@ -7,7 +7,7 @@ Real servers produce the reply wherever one can: openssl s_server for
 client certificate requests, anonymous DH, SNI alerts, the alert to an
 SSLv2-format hello and OCSP stapling, and nginx for the HTTP 400 page.
 Their replies are also recorded under flights/ (see real-networks.json).
-The ScriptedServer stands in only for replies that no server here sends
+The ScriptedServer is used only for replies that no server here sends
 on demand: a malformed certificate, a banner, a flight cut off, or split
 at chosen offsets. Its bytes are recorded flights, cut or rearranged, or
 built field by field.
@@ -57,7 +57,7 @@ CERTIFICATE = 11
 SERVER_HELLO_DONE = 14
 ALERT_WARNING, ALERT_FATAL = 1, 2
 HANDSHAKE_FAILURE, UNRECOGNIZED_NAME, PROTOCOL_VERSION = 40, 112, 70
-# Bytes kept of an over-long feeding test: above this, cuts every CUT_STEP.
+# Replies longer than this are cut every CUT_STEP bytes, not at every offset.
 EVERY_OFFSET_MAX_LEN = 2500
 CUT_STEP = 97
 

@@ -6,10 +6,10 @@ Run from the repository root:
     .venv/bin/python tests/tls/flights/record_flights.py --real-networks
 
 The first form records the flights of `manifest.json`. The second records
-the flights of `real-networks.json`: replies that real servers send and
-that a scanner must survive (a client certificate request, anonymous DH,
-warning alerts, an alert to the SSLv2-format hello, a stapled OCSP
-response, an HTTP 400 page), for tests/tls/test_real_networks.py.
+the flights of `real-networks.json`, for tests/tls/test_real_networks.py.
+Those are replies that a scanner must survive: a client certificate
+request, anonymous DH, warning alerts, an alert to the SSLv2-format hello,
+a stapled OCSP response and an HTTP 400 page.
 
 For each flight it starts one local server (openssl s_server, a tlslite-ng
 server, scapy's TLSServerAutomaton or nginx) on a free loopback port and sends it
