@@ -1,4 +1,4 @@
-"""The `pktscan capture` commands: verify and show captures.
+"""The `pktscan capture` commands: verify, show and replay captures.
 
 Exit codes of `verify`: 0 when every target conforms, 1 when any deviates,
 the file is damaged part-way or contains no target, 2 when the file cannot
@@ -17,6 +17,7 @@ import typer
 from pktscan.capture.checker import CheckReport, TargetVerdict, check_file
 from pktscan.capture.flows import flows_from_file
 from pktscan.capture.ladder import render_dns, render_ladder, render_svg
+from pktscan.capture.replay_cli import replay
 from pktscan.capture.sequence import Profile
 from pktscan.errors import CaptureError
 
@@ -164,3 +165,6 @@ def show(
         except OSError as error:
             typer.echo(f"error: cannot write {svg}: {error.strerror}", err=True)
             raise typer.Exit(EXIT_UNREADABLE) from error
+
+
+app.command()(replay)
