@@ -23,11 +23,12 @@ from rich.console import Console
 from pktscan import __version__
 from pktscan.capture.cli import app as capture_app
 from pktscan.errors import InputError, LocalError, PktscanError
+from pktscan.grab.rawengine import DEFAULT_MAX_CONNECTIONS
 from pktscan.lab.cli import app as lab_app
 from pktscan.net.cli import probe as probe_command
 from pktscan.render import print_scan_table, scan_progress
 from pktscan.results import PortResult
-from pktscan.scan import ResultSink, ScanOptions, ScanSummary, run_scan
+from pktscan.scan import ENGINES, ResultSink, ScanOptions, ScanSummary, run_scan
 from pktscan.store.cli import app as inventory_app
 from pktscan.store.jsonl import JsonLinesWriter
 from pktscan.store.sqlite import Inventory, default_inventory_path
@@ -123,6 +124,18 @@ def scan(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress and no table.")
     ] = False,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            help="Handshake engine: raw (one raw-socket pass per attempt, needs"
+            " root and nftables) or kernel (connect() per attempt). Default: raw"
+            " when it can run, else kernel."
+        ),
+    ] = None,
+    max_connections: Annotated[
+        int,
+        typer.Option(help="Raw engine: maximum connections open at once."),
+    ] = DEFAULT_MAX_CONNECTIONS,
 ) -> None:
     """Probe ports, fetch every TLS certificate, and record what was found."""
     options = ScanOptions(
@@ -139,6 +152,8 @@ def scan(
         shard=_parse_shard(shard),
         exclude=exclude or (),
         exclude_file=exclude_file,
+        engine=engine,
+        max_connections=max_connections,
     )
     _validate_numbers(options)
 
@@ -242,10 +257,21 @@ def _validate_numbers(options: ScanOptions) -> None:
         ("--wait", options.wait, options.wait >= 0, "0 or more seconds"),
         ("--timeout", options.timeout, options.timeout > 0, "more than 0 seconds"),
         ("--concurrency", options.concurrency, options.concurrency > 0, "1 or more"),
+        (
+            "--max-connections",
+            options.max_connections,
+            options.max_connections > 0,
+            "1 or more",
+        ),
     ]
     for flag, value, valid, expected in checks:
         if not valid:
             raise InputError(f"invalid {flag} {value}", hint=f"give {flag} {expected}")
+    if options.engine is not None and options.engine not in ENGINES:
+        raise InputError(
+            f"invalid --engine {options.engine!r}",
+            hint=f"give --engine {' or '.join(ENGINES)}",
+        )
 
 
 def _run_with_capture(
@@ -328,11 +354,17 @@ def _print_statistics(summary: ScanSummary) -> None:
     )
     line = (
         f"scan: {states or 'no ports'}; {summary.certificates} with a certificate;"
-        f" {summary.ended - summary.started:.1f} s"
+        f" {summary.ended - summary.started:.1f} s; {summary.engine} engine"
     )
     stats = summary.probe_stats
     if stats is not None:
         line += f"; {stats.sent} SYN sent, {stats.kernel_drops} kernel drops"
+    engine_stats = summary.engine_stats
+    if engine_stats is not None:
+        line += (
+            f"; {engine_stats.connections} connections,"
+            f" at most {engine_stats.peak_connections} at once"
+        )
     err_console.print(line)
     for name in summary.unresolved:
         err_console.print(f"not resolved: {name}")

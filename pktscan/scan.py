@@ -3,9 +3,11 @@
 The order on the wire follows the documented discovery sequence: A lookups
 for the names given, the SYN probe of every address and port, a PTR lookup
 for each address that answered, then for each open port the attempt ladder
-(or one HTTP request on port 80). The prober runs in a thread and hands its
-answers over as they arrive, so certificates are fetched while probing goes
-on. Every result is written the moment it is complete, so an interrupted
+(or one HTTP request on port 80). With the kernel engine, the prober runs in
+a thread and hands its answers over as they arrive, so certificates are
+fetched while probing goes on. With the raw engine, the first attempt's SYN
+is the probe, and the ClientHello follows the SYN/ACK in the same
+connection. Every result is written the moment it is complete, so an interrupted
 scan keeps everything finished before the interruption.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,9 +26,13 @@ from typing import Protocol
 
 import dns.asyncresolver
 
+from pktscan.errors import LocalError
 from pktscan.grab.http import grab_http
 from pktscan.grab.kernel import grab_tls
+from pktscan.grab.raw import RawPortResult, RawSession, grab_http_raw, grab_tls_raw
+from pktscan.grab.rawengine import DEFAULT_MAX_CONNECTIONS, EngineStats, RawEngine
 from pktscan.net.prober import ProbeResult, ProbeStats, probe
+from pktscan.net.route import NoRouteError
 from pktscan.resolve import lookup_names, lookup_ptr, make_resolver
 from pktscan.results import PortResult
 from pktscan.targets import (
@@ -39,6 +46,10 @@ from pktscan.targets import (
 logger = logging.getLogger(__name__)
 
 HTTP_PORTS = frozenset({80})
+ENGINES = ("raw", "kernel")
+# Without pacing, the raw engine's target loop yields to the event loop after
+# this many targets, so that replies are read while SYNs go out.
+UNPACED_BATCH = 64
 
 
 class ResultSink(Protocol):
@@ -64,6 +75,8 @@ class ScanOptions:
     shard: tuple[int, int] = (0, 1)
     exclude: Sequence[str] = ()
     exclude_file: Path | None = None
+    engine: str | None = None
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
 
 @dataclass(slots=True)
@@ -77,6 +90,8 @@ class ScanSummary:
     unresolved: list[str] = field(default_factory=list)
     probe_stats: ProbeStats | None = None
     interrupted: bool = False
+    engine: str = "kernel"
+    engine_stats: EngineStats | None = None
 
     def count(self, result: PortResult) -> None:
         self.states[result.state] = self.states.get(result.state, 0) + 1
@@ -148,6 +163,49 @@ class _Scan:
             result.ip, result.port, sni=host, timeout=self.options.timeout
         )
 
+    async def handle_raw(self, engine: RawEngine, ip: str, port: int) -> None:
+        """Probe and grab one port with the raw engine, then emit its result."""
+        options = self.options
+        result = PortResult(ip=ip, port=port, state="filtered", name=self.names.get(ip))
+
+        async def look_up_ptr() -> None:
+            result.ptr = await self.ptr(ip)
+
+        before = look_up_ptr if self.resolver is not None else None
+        found: RawPortResult
+        try:
+            if port in HTTP_PORTS:
+                found = await grab_http_raw(
+                    engine,
+                    ip,
+                    port,
+                    host=result.name,
+                    timeout=options.timeout,
+                    syn_attempts=options.retries + 1,
+                    syn_wait=options.wait,
+                    before_request=before,
+                )
+            else:
+                found = await grab_tls_raw(
+                    engine,
+                    ip,
+                    port,
+                    sni=result.name,
+                    timeout=options.timeout,
+                    syn_attempts=options.retries + 1,
+                    syn_wait=options.wait,
+                    before_hello=before,
+                )
+        except NoRouteError as error:
+            logger.error("%s:%d no route: %s", ip, port, error)
+            return
+        result.state = found.state
+        result.tls = found.tls
+        result.http = found.http
+        if found.state == "closed":
+            result.ptr = await self.ptr(ip)
+        self.emit(result)
+
 
 async def _resolve_targets(scan: _Scan, names: Sequence[str]) -> list[AddressRange]:
     """Resolve the names given as targets; record those that do not resolve."""
@@ -199,6 +257,55 @@ async def run_scan(
     space = TargetSpace(
         networks, ports, exclude=exclude, seed=options.seed, shard=options.shard
     )
+    session = await _open_raw_session(options)
+    if session is None:
+        await _run_kernel(scan, space)
+    else:
+        try:
+            scan.summary.engine = "raw"
+            await _run_raw(scan, space, session.engine)
+            scan.summary.engine_stats = session.engine.stats
+        finally:
+            await session.close()
+
+    scan.summary.interrupted = scan.stop.is_set()
+    scan.summary.ended = time.time()
+    return scan.summary
+
+
+async def _open_raw_session(options: ScanOptions) -> RawSession | None:
+    """Set up the raw engine, or return None for the kernel engine.
+
+    Without an explicit engine, the raw engine runs as root when its setup
+    and self-test pass, and the kernel engine runs otherwise.
+
+    Raises:
+        InputError: the engine name is unknown.
+        LocalError: the raw engine was requested and cannot run.
+    """
+    engine = options.engine
+    if engine is not None and engine not in ENGINES:
+        from pktscan.errors import InputError
+
+        raise InputError(
+            f"invalid engine {engine!r}", hint=f"give one of: {', '.join(ENGINES)}"
+        )
+    if engine == "kernel" or (engine is None and os.geteuid() != 0):
+        return None
+    session = RawSession(max_connections=options.max_connections)
+    try:
+        await session.__aenter__()
+    except (LocalError, OSError) as error:
+        if engine == "raw":
+            raise
+        logger.warning("raw engine unavailable, using the kernel engine: %s", error)
+        return None
+    return session
+
+
+async def _run_kernel(scan: _Scan, space: TargetSpace) -> None:
+    """Probe with the prober in a thread; grab open ports as answers come."""
+    options = scan.options
     loop = asyncio.get_running_loop()
     answers: asyncio.Queue[ProbeResult | None] = asyncio.Queue()
 
@@ -226,6 +333,32 @@ async def run_scan(
     if tasks:
         await asyncio.gather(*tasks)
 
-    scan.summary.interrupted = scan.stop.is_set()
-    scan.summary.ended = time.time()
-    return scan.summary
+
+async def _run_raw(scan: _Scan, space: TargetSpace, engine: RawEngine) -> None:
+    """Start one raw-engine task per target at the SYN rate, with at most
+    `max_connections` targets in progress."""
+    options = scan.options
+    loop = asyncio.get_running_loop()
+    slots = asyncio.Semaphore(options.max_connections)
+    tasks: set[asyncio.Task[None]] = set()
+    start = loop.time()
+
+    def release(task: asyncio.Task[None]) -> None:
+        tasks.discard(task)
+        slots.release()
+
+    for count, (ip, port) in enumerate(space, 1):
+        if scan.stop.is_set():
+            break
+        if options.rate:
+            delay = start + count / options.rate - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        elif count % UNPACED_BATCH == 0:
+            await asyncio.sleep(0)
+        await slots.acquire()
+        task = asyncio.ensure_future(scan.handle_raw(engine, ip, port))
+        tasks.add(task)
+        task.add_done_callback(release)
+    if tasks:
+        await asyncio.gather(*tasks)
