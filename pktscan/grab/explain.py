@@ -114,12 +114,17 @@ def hint_for(attempt: AttemptTranscript) -> str | None:
 # Our side: connect, hello, close
 
 
+def _endpoint(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
 def _describe_connect(attempt: AttemptTranscript, ip: str, port: int) -> str:
+    target = _endpoint(ip, port)
     if attempt.connect_error is not None:
-        return f"TCP connect to {ip}:{port} failed: {attempt.connect_error}"
+        return f"TCP connect to {target} failed: {attempt.connect_error}"
     assert attempt.source is not None
-    source = f"{attempt.source[0]}:{attempt.source[1]}"
-    return f"TCP connect {source} -> {ip}:{port}: SYN, SYN/ACK, ACK"
+    source = _endpoint(*attempt.source)
+    return f"TCP connect {source} -> {target}: SYN, SYN/ACK, ACK"
 
 
 def _hello_summary(hello: bytes, hello_format: str) -> list[str]:
@@ -390,7 +395,7 @@ def explain_grab(transcript: GrabTranscript) -> str:
     """Explain every attempt of a grab, then its result, as text."""
     sni = transcript.sni or "none"
     lines = [
-        f"grab {transcript.ip}:{transcript.port}, SNI {sni}, "
+        f"grab {_endpoint(transcript.ip, transcript.port)}, SNI {sni}, "
         f"timeout {transcript.timeout:g} s per attempt",
         "times count from the start of each connect(); offsets are hex, counted "
         "from the server's first byte",

@@ -9,12 +9,15 @@ run inside the lab's scanner namespace.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import itertools
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import typer
@@ -29,11 +32,13 @@ from pktscan.grab.explain import (
     HINT_FALLBACK,
     HINT_SSLV2_REJECTED,
     explain_attempt,
+    explain_grab,
     hint_for,
 )
 from pktscan.grab.kernel import _record_from_outcome
-from pktscan.grab.transcript import AttemptTranscript, ReceivedChunk
+from pktscan.grab.transcript import AttemptTranscript, GrabTranscript, ReceivedChunk
 from pktscan.lab import Lab
+from pktscan.results import AttemptRecord, TlsResult
 from pktscan.tls.client import HandshakeReader
 from pktscan.tls.sets import protocol_set
 
@@ -221,6 +226,55 @@ def test_explain_reply_after_done_not_read() -> None:
     assert "not read: the reader was already done" in text
 
 
+def test_explain_grab_summary_and_ipv6() -> None:
+    hello, reply = flight("openssl-tls13-only-alert")
+    attempt = transcript(3, hello, reply, [])
+    result = TlsResult(attempts=[attempt.record])
+    grab_transcript = GrabTranscript("2001:db8::1", 443, None, 5.0, (attempt,), result)
+    text = explain_grab(grab_transcript)
+
+    assert text.startswith("grab [2001:db8::1]:443, SNI none, timeout 5 s per attempt")
+    assert "-> [2001:db8::1]:443: SYN, SYN/ACK, ACK" in text
+    assert "outcome: alert (protocol_version)" in text
+    assert text.endswith("result: no certificate after 1 attempts\n")
+
+
+def test_transcript_json_keeps_bytes() -> None:
+    hello, reply = flight("openssl-tls10-set2")
+    attempt = transcript(2, hello, reply, [10])
+    document = attempt.to_json()
+
+    assert document["set"] == 2
+    assert bytes.fromhex(document["hello"]) == hello
+    assert [c["offset"] for c in document["chunks"]] == [0, 10]
+    joined = "".join(c["hex"] for c in document["chunks"])
+    assert bytes.fromhex(joined) == reply
+    assert document["outcome"]["outcome"] == "certificate"
+    assert json.loads(json.dumps(document)) == document
+
+
+def test_connect_failure_explained() -> None:
+    chosen = protocol_set(1)
+    record = AttemptRecord(1, "connect_failed", detail="Connection refused")
+    attempt = AttemptTranscript(
+        chosen,
+        None,
+        None,
+        "Connection refused",
+        b"",
+        None,
+        (),
+        None,
+        None,
+        None,
+        record,
+    )
+    lines = explain_attempt(attempt, "127.0.0.1", 9)
+    assert "TCP connect to 127.0.0.1:9 failed: Connection refused" in lines[1]
+    assert lines[-1] == "  outcome: connect_failed"
+    assert hint_for(attempt) is None
+
+
 # Hints
 
 
@@ -268,6 +322,43 @@ def test_hint_fatal_alerts(description: int, expected: str) -> None:
 def test_no_hint_after_certificate() -> None:
     hello, reply = flight("openssl-tls10-set2")
     assert hint_for(transcript(2, hello, reply, [])) is None
+
+
+# The CLI against a loopback server
+
+
+def _load_recorder() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "record_flights", FLIGHTS / "record_flights.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+def test_grab_cli_tls12_only_loopback() -> None:
+    recorder = _load_recorder()
+    port = recorder._free_port()
+    command = recorder.openssl(port, "rsa", "-cipher", "DEFAULT:@SECLEVEL=0", "-tls1_2")
+    command[command.index("-naccept") + 1] = "3"
+    app = typer.Typer()
+    app.command()(grab)
+    with recorder.running(command, port):
+        result = CliRunner().invoke(app, [f"127.0.0.1:{port}", "--explain"])
+    assert result.exit_code == 0, result.output
+    blocks = attempt_blocks(result.output)
+
+    assert list(blocks) == [1, 2, 3]
+    for set_number in (1, 2):
+        assert "Alert: fatal protocol_version (70)" in blocks[set_number]
+        assert "outcome: alert (protocol_version)" in blocks[set_number]
+        assert "hint: protocol_version: the server supports none" in blocks[set_number]
+    assert "> RST: close() with SO_LINGER 0" in blocks[1]
+    assert "ServerHello: TLSv1.2" in blocks[3]
+    assert der_sha256("rsa-leaf.pem") in blocks[3]
+    assert "result: certificate from set 3, TLSv1.2" in result.output
 
 
 # The CLI against the lab
