@@ -398,8 +398,10 @@ def _attempt(model: ProfileModel, connection: Connection) -> Attempt:
     hello_chunk = connection.client_stream.packet_at(0)
     hello = client_view.messages[0].name if client_view.messages else NO_DATA
     certificate_number = None
-    if server_view.certificate_offset is not None:
-        chunk = connection.server_stream.packet_at(server_view.certificate_offset)
+    start = server_view.certificate_offset
+    end = server_view.certificate_end
+    if start is not None and end is not None:
+        chunk = connection.server_stream.last_packet_between(start, end)
         certificate_number = chunk.number if chunk is not None else None
     return Attempt(
         connection.first_number,

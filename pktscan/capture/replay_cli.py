@@ -1,7 +1,7 @@
 """The `pktscan capture replay` command: certificates from a capture, offline.
 
 Exit codes: 0 when the file was read to its end (and, with --to, the live
-answer matched the recorded one), 1 when the file is damaged part-way or
+reply matched the recorded one), 1 when the file is damaged part-way or
 the live reply differs, 2 when the file cannot be read, an output cannot
 be written, or the live server cannot be reached.
 """

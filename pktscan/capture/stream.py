@@ -82,9 +82,26 @@ class Stream:
         chunk = self.chunks[index]
         return chunk if offset < chunk.offset + chunk.length else None
 
+    def last_packet_between(self, start: int, end: int) -> Chunk | None:
+        """Return the chunk of [start, end) whose packet came last in the file.
+
+        When segments arrive out of order, that packet is the one that
+        completed the range.
+        """
+        overlapping = [
+            chunk
+            for chunk in self.chunks
+            if chunk.offset < end and start < chunk.offset + chunk.length
+        ]
+        return max(overlapping, key=_chunk_number, default=None)
+
 
 def _chunk_offset(chunk: Chunk) -> int:
     return chunk.offset
+
+
+def _chunk_number(chunk: Chunk) -> int:
+    return chunk.number
 
 
 @dataclass(slots=True)

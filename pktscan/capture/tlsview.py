@@ -66,6 +66,9 @@ class StreamView:
         certificate_offset: stream offset of the record that completed the
             certificate, or None.
         alert: name of the first cleartext alert, or None.
+        certificate_end: stream offset just past the certificate's last
+            byte, or None. The packet that brought the bytes before it last
+            is the one that completed the certificate.
     """
 
     protocol: str
@@ -74,6 +77,7 @@ class StreamView:
     client_hello: bool = False
     certificate_offset: int | None = None
     alert: str | None = None
+    certificate_end: int | None = None
 
 
 def _camel(name: str) -> str:
@@ -131,7 +135,12 @@ def _view_sslv2(data: bytes, from_client: bool) -> StreamView:
     end = length + SSL2_HEADER_LEN
     if end < len(data):
         messages.append(Message(end, f"SSLv2 records ({len(data) - end} bytes)"))
-    return StreamView("sslv2", tuple(messages), certificate_offset=certificate_offset)
+    return StreamView(
+        "sslv2",
+        tuple(messages),
+        certificate_offset=certificate_offset,
+        certificate_end=end if certificate_offset is not None else None,
+    )
 
 
 def _hello_label(prefix: str, hello_set: int | None) -> str:
@@ -147,6 +156,7 @@ class _TlsWalk:
     handshake_offsets: list[int]
     encrypted: bool = False
     certificate_offset: int | None = None
+    certificate_end: int | None = None
     alert: str | None = None
     client_hello: bool = False
 
@@ -186,6 +196,7 @@ def _view_tls(data: bytes, from_client: bool) -> StreamView:
         walk.client_hello,
         walk.certificate_offset,
         walk.alert,
+        walk.certificate_end,
     )
 
 
@@ -233,5 +244,9 @@ def _walk_handshake(walk: _TlsWalk, offset: int, body: bytes) -> None:
         is_certificate = message_type == HandshakeType.certificate
         if is_certificate and not walk.from_client and walk.certificate_offset is None:
             walk.certificate_offset = offset
+            # Bytes left in the buffer after this message all come from the
+            # current record, because earlier records only held its start.
+            unread = len(walk.handshake) - end
+            walk.certificate_end = offset + TLS_RECORD_HEADER_LEN + len(body) - unread
         del walk.handshake[:end]
         del walk.handshake_offsets[:end]
