@@ -16,11 +16,12 @@ from typing import Annotated, Any
 import typer
 
 from pktscan.errors import InputError
-from pktscan.grab.explain import explain_grab, summary_lines
+from pktscan.grab.explain import explain_grab, hint_for, summary_lines
 from pktscan.grab.kernel import grab_tls
-from pktscan.grab.transcript import GrabTranscript, grab_recorded
+from pktscan.grab.transcript import AttemptTranscript, grab_recorded
 from pktscan.resolve import lookup_name, make_resolver
 from pktscan.results import TlsResult
+from pktscan.tls.explain import describe_hello
 from pktscan.tls.sets import PROTOCOL_SETS, ProtocolSet, protocol_set
 
 EXIT_NO_CERTIFICATE = 1
@@ -89,8 +90,24 @@ def _plain_lines(ip: str, port: int, result: TlsResult) -> list[str]:
         if details:
             text += f" ({', '.join(details)})"
         lines.append(text)
-    transcript = GrabTranscript(ip, port, None, 0.0, (), result)
-    return [f"grab {ip}:{port}", *lines, *summary_lines(transcript)]
+    return [f"grab {ip}:{port}", *lines, *summary_lines(result)]
+
+
+def _attempt_json(attempt: AttemptTranscript) -> dict[str, Any]:
+    """Describe an attempt as JSON, with its hello split into named fields."""
+    document = attempt.to_json()
+    if attempt.hello:
+        document["hello_fields"] = [
+            {
+                "offset": field.offset,
+                "hex": field.data.hex(),
+                "field": field.name,
+                "meaning": field.meaning,
+            }
+            for field in describe_hello(attempt.hello)
+        ]
+    document["hint"] = hint_for(attempt)
+    return document
 
 
 def _json_output(
@@ -139,7 +156,11 @@ def grab(
         bool, typer.Option("--json", help="Print the result as JSON.")
     ] = False,
 ) -> None:
-    """Fetch the certificate of one port with the attempt ladder, and show how."""
+    """Fetch the certificate of one port with the attempt ladder, and show how.
+
+    Exits with 0 when an attempt brought a certificate, 1 when none did,
+    and 2 on invalid input.
+    """
     host, port = parse_host_port(target)
     if not timeout > 0:
         raise InputError(
@@ -155,7 +176,7 @@ def grab(
         )
         result = transcript.result
         if json_format:
-            attempts = [attempt.to_json() for attempt in transcript.attempts]
+            attempts = [_attempt_json(attempt) for attempt in transcript.attempts]
             typer.echo(_json_output(ip, port, name, result, attempts))
         else:
             typer.echo(explain_grab(transcript), nl=False)

@@ -17,6 +17,7 @@ from typing import Final
 from pktscan.certs import decode_certificate
 from pktscan.errors import PeerProtocolError
 from pktscan.grab.transcript import AttemptTranscript, GrabTranscript, ReceivedChunk
+from pktscan.results import TlsResult
 from pktscan.tls import events as ev
 from pktscan.tls.client import Event, HandshakeReader
 from pktscan.tls.constants import (
@@ -75,8 +76,10 @@ def hint_for(attempt: AttemptTranscript) -> str | None:
     """Return the hint that explains why `attempt` failed, or None.
 
     The hints name the intolerances that the ladder exists for: a reset
-    after an SSLv2-format hello or after versions above SSL 3.0, and the
+    (or a close without a reply) after an SSLv2-format hello, a reset after
+    a TLS hello that offers versions above SSL 3.0, and the
     protocol_version, inappropriate_fallback and handshake_failure alerts.
+    A hint is a likely reason, read from the outcome alone.
     """
     outcome = attempt.outcome
     if outcome is None or outcome.chain:
@@ -139,13 +142,12 @@ def _hello_summary(hello: bytes, hello_format: str) -> list[str]:
     extensions = [f.meaning for f in values("extension_type")]
     host_names = [f.meaning for f in values("HostName")]
     form = "SSLv2-compatible" if hello_format == "sslv2" else "TLS record"
-    lines = [
+    unit = "cipher specs" if hello_format == "sslv2" else "cipher suites"
+    return [
         f"{len(hello)} bytes, {form} format; {version_field[0].meaning}",
-        f"{len(suites)} cipher {'specs' if hello_format == 'sslv2' else 'suites'}"
-        f"; extensions: {', '.join(extensions) or 'none'}"
-        f"; SNI: {', '.join(host_names) or 'none'}",
+        f"{len(suites)} {unit}; SNI: {', '.join(host_names) or 'none'}",
+        f"extensions: {', '.join(extensions) or 'none'}",
     ]
-    return lines
 
 
 def _describe_close(attempt: AttemptTranscript) -> str:
@@ -404,13 +406,12 @@ def explain_grab(transcript: GrabTranscript) -> str:
         lines.append("")
         lines += explain_attempt(attempt, transcript.ip, transcript.port)
     lines.append("")
-    lines += summary_lines(transcript)
+    lines += summary_lines(transcript.result)
     return "\n".join(lines) + "\n"
 
 
-def summary_lines(transcript: GrabTranscript) -> list[str]:
+def summary_lines(result: TlsResult) -> list[str]:
     """Return the result of a grab: which set brought which chain, or none."""
-    result = transcript.result
     if result.set_number is None:
         count = len(result.attempts)
         return [f"result: no certificate after {count} attempts"]

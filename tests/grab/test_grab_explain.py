@@ -23,7 +23,7 @@ import pytest
 import typer
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from pktscan.errors import InputError
 from pktscan.grab.cli import grab, parse_host_port
@@ -337,16 +337,21 @@ def _load_recorder() -> ModuleType:
     return module
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
-def test_grab_cli_tls12_only_loopback() -> None:
+def run_tls12_only_server(connections: int, args: list[str]) -> Result:
+    """Run `grab 127.0.0.1:PORT ARGS` against an openssl server of TLS 1.2 only."""
     recorder = _load_recorder()
     port = recorder._free_port()
     command = recorder.openssl(port, "rsa", "-cipher", "DEFAULT:@SECLEVEL=0", "-tls1_2")
-    command[command.index("-naccept") + 1] = "3"
+    command[command.index("-naccept") + 1] = str(connections)
     app = typer.Typer()
     app.command()(grab)
     with recorder.running(command, port):
-        result = CliRunner().invoke(app, [f"127.0.0.1:{port}", "--explain"])
+        return CliRunner().invoke(app, [f"127.0.0.1:{port}", *args])
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+def test_grab_cli_tls12_only_loopback() -> None:
+    result = run_tls12_only_server(3, ["--explain"])
     assert result.exit_code == 0, result.output
     blocks = attempt_blocks(result.output)
 
@@ -359,6 +364,25 @@ def test_grab_cli_tls12_only_loopback() -> None:
     assert "ServerHello: TLSv1.2" in blocks[3]
     assert der_sha256("rsa-leaf.pem") in blocks[3]
     assert "result: certificate from set 3, TLSv1.2" in result.output
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+def test_grab_cli_explain_json_loopback() -> None:
+    result = run_tls12_only_server(1, ["--explain", "--json", "--set", "1"])
+    assert result.exit_code == 1, result.output
+    document = json.loads(result.output)
+
+    assert document["ip"] == "127.0.0.1"
+    assert document["tls"]["set"] is None
+    (attempt,) = document["transcript"]
+    assert attempt["set"] == 1
+    assert attempt["outcome"]["alert"] == "protocol_version"
+    assert attempt["hint"].startswith("protocol_version: the server supports none")
+    received = bytes.fromhex("".join(chunk["hex"] for chunk in attempt["chunks"]))
+    assert received == bytes.fromhex("15 0301 0002 02 46")
+    first_field = attempt["hello_fields"][0]
+    assert first_field["field"] == "record header"
+    assert first_field["offset"] == 0
 
 
 # The CLI against the lab
