@@ -75,11 +75,12 @@ def _milliseconds(seconds: float | None) -> str:
 def hint_for(attempt: AttemptTranscript) -> str | None:
     """Return the hint that explains why `attempt` failed, or None.
 
-    The hints name the intolerances that the ladder exists for: a reset
-    (or a close without a reply) after an SSLv2-format hello, a reset after
-    a TLS hello that offers versions above SSL 3.0, and the
-    protocol_version, inappropriate_fallback and handshake_failure alerts.
-    A hint is a likely reason, read from the outcome alone.
+    The hints name the intolerances that the ladder exists for. One is a
+    reset, or a close without a reply, after an SSLv2-format hello. Another
+    is a reset after a TLS hello that offers versions above SSL 3.0. The
+    others are the protocol_version, inappropriate_fallback and
+    handshake_failure alerts. A hint is a likely reason, read from the
+    outcome alone.
     """
     outcome = attempt.outcome
     if outcome is None or outcome.chain:
