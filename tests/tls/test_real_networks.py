@@ -562,6 +562,24 @@ def test_truncated_then_silence_live() -> None:
     assert result.outcome.chain == ()
 
 
+def test_truncated_then_silence_stops_at_timeout() -> None:
+    steps = [Receive(), Send(TRUNCATED_FLIGHT), AwaitClose()]
+    with ScriptedServer(steps) as server:
+        transcript = asyncio.run(
+            record_attempt(
+                LOOPBACK,
+                server.port,
+                protocol_set(3),
+                sni=None,
+                timeout=SHORT_TIMEOUT_S,
+            )
+        )
+    assert transcript.stop_reason == "timeout"
+    assert transcript.record.outcome == "truncated"
+    received = b"".join(chunk.data for chunk in transcript.chunks)
+    assert received == TRUNCATED_FLIGHT
+
+
 # CertificateStatus between Certificate and ServerKeyExchange
 
 OCSP_EVENTS = [
