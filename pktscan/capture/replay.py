@@ -13,10 +13,15 @@ those bytes, the transport reason passed to `HandshakeReader.finish` comes
 from the server's flags: "reset" after its RST, "eof" after its FIN, and
 "timeout" when the capture shows neither.
 
-Flows are grouped into one `PortResult` per server address and port, in
-the order of their first packet. As in a scan, the target's chain is the
-one from its first attempt that brought a certificate, while every
-attempt is listed in `TlsResult.attempts`.
+Connections are grouped into one `PortResult` per server address and
+port, in the order of their first packet, as a scan writes them. The state
+is "open" when any connection got further than a SYN, "closed" when the
+server only answered with RST, and "filtered" when it never answered. As
+in a scan, the chain is the one from the first TLS flow that brought a
+certificate, while every TLS flow is listed in `TlsResult.attempts`. A
+connection whose client opens with an HTTP request gives the `HttpResult`.
+Names come from the capture's DNS answers: the first A or AAAA query that
+returned the address, and the first PTR answer for it.
 """
 
 from __future__ import annotations
@@ -30,14 +35,17 @@ from typing import Final, Literal
 from pktscan.capture.decode import TH_FIN, TH_RST
 from pktscan.capture.flows import (
     Connection,
+    ConnectionKind,
     DnsExchange,
     FlowSet,
     Side,
     flows_from_file,
 )
 from pktscan.capture.reader import Damage
+from pktscan.capture.tlsview import HTTP_METHODS
 from pktscan.certs import decode_chain
-from pktscan.results import AttemptRecord, PortResult, TlsResult
+from pktscan.grab.http import parse_response_head
+from pktscan.results import AttemptRecord, HttpResult, PortResult, TlsResult
 from pktscan.tls.client import HandshakeOutcome, HandshakeReader
 from pktscan.tls.constants import ContentType, HandshakeType, SSLv2MessageType
 from pktscan.tls.sets import classify_client_hello
@@ -91,7 +99,7 @@ class ReplayReport:
         frames: frames read.
         flows: TLS flows, ordered by their first packet.
         results: one result per server address and port, in order of the
-            first flow to it.
+            first connection to it.
         damage: where reading stopped early, if it did.
     """
 
@@ -228,23 +236,31 @@ def _attempt_record(flow: ReplayedFlow) -> AttemptRecord:
     )
 
 
-def _names_for(address: str, dns: Iterable[DnsExchange]) -> tuple[str | None, str]:
-    """Return the forward name that resolved to `address`, and its PTR name."""
-    reverse = ipaddress.ip_address(address).reverse_pointer
-    name: str | None = None
-    ptr = ""
-    for exchange in dns:
-        if exchange.qtype in (DNS_TYPE_A, DNS_TYPE_AAAA) and name is None:
-            if address in exchange.answers:
-                name = exchange.name
-        elif exchange.qtype == DNS_TYPE_PTR and not ptr and exchange.name == reverse:
-            ptr = exchange.answers[0] if exchange.answers else ""
-    return name, ptr
+@dataclass(slots=True)
+class _Names:
+    """Forward names by address and PTR names by reverse name, first seen."""
+
+    forward: dict[str, str]
+    reverse: dict[str, str]
+
+    @classmethod
+    def from_dns(cls, dns: Iterable[DnsExchange]) -> _Names:
+        names = cls({}, {})
+        for exchange in dns:
+            if exchange.qtype in (DNS_TYPE_A, DNS_TYPE_AAAA):
+                for address in exchange.answers:
+                    names.forward.setdefault(address, exchange.name)
+            elif exchange.qtype == DNS_TYPE_PTR and exchange.answers:
+                names.reverse.setdefault(exchange.name, exchange.answers[0])
+        return names
+
+    def of(self, address: str) -> tuple[str | None, str | None]:
+        """Return the forward name that resolved to `address`, and its PTR."""
+        reverse = ipaddress.ip_address(address).reverse_pointer
+        return self.forward.get(address), self.reverse.get(reverse)
 
 
-def _port_result(flows: list[ReplayedFlow], dns: tuple[DnsExchange, ...]) -> PortResult:
-    address, port = flows[0].connection.server
-    name, ptr = _names_for(address, dns)
+def _tls_result(flows: list[ReplayedFlow]) -> TlsResult:
     tls = TlsResult(attempts=[_attempt_record(flow) for flow in flows])
     for flow in flows:
         outcome = flow.outcome
@@ -257,29 +273,60 @@ def _port_result(flows: list[ReplayedFlow], dns: tuple[DnsExchange, ...]) -> Por
                 dict(outcome.key_exchange) if outcome.key_exchange else None
             )
             break
+    return tls
+
+
+def _http_result(connections: list[Connection]) -> HttpResult | None:
+    for connection in connections:
+        if not connection.client_stream.data.startswith(HTTP_METHODS):
+            continue
+        if connection.server_stream.data:
+            return parse_response_head(connection.server_stream.data)
+        return HttpResult(None, None, error="closed without an answer")
+    return None
+
+
+def _state(connections: list[Connection]) -> str:
+    kinds = {connection.kind for connection in connections}
+    if kinds - {ConnectionKind.CLOSED, ConnectionKind.UNANSWERED}:
+        return "open"
+    if ConnectionKind.CLOSED in kinds:
+        return "closed"
+    return "filtered"
+
+
+def _port_result(
+    connections: list[Connection], flows: list[ReplayedFlow], names: _Names
+) -> PortResult:
+    address, port = connections[0].server
+    name, ptr = names.of(address)
     return PortResult(
         ip=address,
         port=port,
-        state="open",
+        state=_state(connections),
         name=name,
-        ptr=ptr or None,
-        tls=tls,
-        time=flows[0].connection.events[0].timestamp,
+        ptr=ptr,
+        tls=_tls_result(flows) if flows else None,
+        http=_http_result(connections),
+        time=connections[0].events[0].timestamp,
     )
 
 
 def replay_flows(flows: FlowSet, path: str = "") -> ReplayReport:
     """Replay every TLS connection of a capture; see the module docstring."""
     replayed: list[ReplayedFlow] = []
-    by_target: dict[tuple[str, int], list[ReplayedFlow]] = {}
+    connections: dict[tuple[str, int], list[Connection]] = {}
+    tls_flows: dict[tuple[str, int], list[ReplayedFlow]] = {}
     for connection in flows.connections:
+        connections.setdefault(connection.server, []).append(connection)
         flow = replay_connection(connection)
-        if flow is None:
-            continue
-        replayed.append(flow)
-        by_target.setdefault(connection.server, []).append(flow)
+        if flow is not None:
+            replayed.append(flow)
+            tls_flows.setdefault(connection.server, []).append(flow)
+    names = _Names.from_dns(flows.dns)
     results = tuple(
-        _port_result(target_flows, flows.dns) for target_flows in by_target.values()
+        _port_result(target_connections, tls_flows.get(server, []), names)
+        for server, target_connections in connections.items()
     )
     return ReplayReport(path, flows.frames, tuple(replayed), results, flows.damage)
 

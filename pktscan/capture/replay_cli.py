@@ -69,17 +69,28 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
+def _state_counts(report: ReplayReport) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for result in report.results:
+        counts[result.state] = counts.get(result.state, 0) + 1
+    return counts
+
+
 def render_replay(report: ReplayReport) -> str:
     """Format a replay as text: a line per TLS flow, then a summary."""
     lines = [f"{report.path}: {report.frames} frames"]
     lines += [_flow_line(i, flow) for i, flow in enumerate(report.flows, 1)]
     with_chain = sum(bool(r.tls and r.tls.chain) for r in report.results)
+    states = _state_counts(report)
+    state_text = ", ".join(f"{count} {state}" for state, count in states.items())
     if report.damage is not None:
         lines.append(f"damage: reading stopped at {report.damage}")
     lines.append(
-        f"result: {_count(len(report.flows), 'TLS flow')} to "
-        f"{_count(len(report.results), 'target')}, {with_chain} with a "
-        f"certificate, {_count(len(report.certificates()), 'distinct certificate')}"
+        f"result: {_count(len(report.flows), 'TLS flow')}; "
+        f"{_count(len(report.results), 'target')}"
+        + (f" ({state_text})" if state_text else "")
+        + f", {with_chain} with a certificate; "
+        f"{_count(len(report.certificates()), 'distinct certificate')}"
     )
     return "\n".join(lines)
 
@@ -115,7 +126,7 @@ def _write_outputs(report: ReplayReport, out: Path | None, db: Path | None) -> N
             scan_id = inventory.begin_scan({"replay": report.path})
             for result in report.results:
                 inventory.add_result(scan_id, result)
-            inventory.finish_scan(scan_id, {"open": len(report.results)})
+            inventory.finish_scan(scan_id, _state_counts(report))
 
 
 def _pick_flow(report: ReplayReport, number: int) -> ReplayedFlow:
