@@ -14,14 +14,15 @@ from the server's flags: "reset" after its RST, "eof" after its FIN, and
 "timeout" when the capture shows neither.
 
 Connections are grouped into one `PortResult` per server address and
-port, in the order of their first packet, as a scan writes them. The state
-is "open" when any connection got further than a SYN, "closed" when the
-server only answered with RST, and "filtered" when it never answered. As
-in a scan, the chain is the one from the first TLS flow that brought a
-certificate, while every TLS flow is listed in `TlsResult.attempts`. A
-connection whose client opens with an HTTP request gives the `HttpResult`.
-Names come from the capture's DNS answers: the first A or AAAA query that
-returned the address, and the first PTR answer for it.
+port, in the order of their first packet. The state is "closed" when the
+server only answered with RST, "filtered" when it never answered, and
+"open" otherwise. As in a scan, the chain is the one from the first TLS
+flow that brought a certificate, while every TLS flow is listed in
+`TlsResult.attempts`. A connection whose client opens with an HTTP request
+gives the `HttpResult`. The result's time is that of the target's last
+packet, so the inventory judges certificate validity at the time of the
+capture. Names come from the capture's DNS answers: the first A or AAAA
+query that returned the address, and the first PTR answer for it.
 """
 
 from __future__ import annotations
@@ -308,7 +309,7 @@ def _port_result(
         ptr=ptr,
         tls=_tls_result(flows) if flows else None,
         http=_http_result(connections),
-        time=connections[0].events[0].timestamp,
+        time=max(connection.events[-1].timestamp for connection in connections),
     )
 
 
