@@ -311,9 +311,15 @@ class _Replay:
         records = self._records(chunk, lines)
         events = self.reader.feed(chunk.data)
 
+        # Records after the one that completed the reader were parsed here
+        # only; the reader ignores bytes fed after it is done.
+        last_read = events[-1].offset if events and self.reader.done else None
         items: list[tuple[int, int, list[str]]] = []
         for record in records:
-            items.append((record.offset, 0, [_describe_record(record)]))
+            text = _describe_record(record)
+            if last_read is not None and record.offset > last_read:
+                text += "; not read: the reader was already done"
+            items.append((record.offset, 0, [text]))
         for event in events:
             items.append((event.offset, 1, describe_event(event)))
         for offset, _, described in sorted(items, key=lambda item: item[:2]):

@@ -275,6 +275,20 @@ def test_connect_failure_explained() -> None:
     assert hint_for(attempt) is None
 
 
+def test_explain_marks_records_after_done() -> None:
+    hello, reply = flight("openssl-client-cert-request")
+    text = "\n".join(explain_attempt(transcript(3, hello, reply, []), "::1", 443))
+    alert_offset = len(reply) - 7
+    assert "CertificateRequest: the server asks for a client certificate" in text
+    assert "ServerHelloDone: the server's flight is complete" in text
+    assert (
+        f"{alert_offset:06x}  record alert, TLSv1.2, 2 bytes; not read: the reader "
+        "was already done"
+    ) in text
+    assert "Alert:" not in text
+    assert "record handshake, TLSv1.2, 4 bytes\n" in text + "\n"
+
+
 # Hints
 
 
