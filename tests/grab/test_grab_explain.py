@@ -8,6 +8,7 @@ run inside the lab's scanner namespace.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib.util
 import itertools
@@ -35,8 +36,13 @@ from pktscan.grab.explain import (
     explain_grab,
     hint_for,
 )
-from pktscan.grab.kernel import _record_from_outcome
-from pktscan.grab.transcript import AttemptTranscript, GrabTranscript, ReceivedChunk
+from pktscan.grab.kernel import _record_from_outcome, grab_tls
+from pktscan.grab.transcript import (
+    AttemptTranscript,
+    GrabTranscript,
+    ReceivedChunk,
+    grab_recorded,
+)
 from pktscan.lab import Lab
 from pktscan.results import AttemptRecord, TlsResult
 from pktscan.tls.client import HandshakeReader
@@ -397,6 +403,32 @@ def test_grab_cli_explain_json_loopback() -> None:
     first_field = attempt["hello_fields"][0]
     assert first_field["field"] == "record header"
     assert first_field["offset"] == 0
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+def test_recorded_ladder_matches_grab_tls() -> None:
+    recorder = _load_recorder()
+    port = recorder._free_port()
+    command = recorder.openssl(port, "rsa", "-cipher", "DEFAULT:@SECLEVEL=0", "-tls1_2")
+    command[command.index("-naccept") + 1] = "6"
+
+    async def both() -> tuple[TlsResult, TlsResult]:
+        plain = await grab_tls("127.0.0.1", port, timeout=5.0)
+        recorded = await grab_recorded("127.0.0.1", port, timeout=5.0)
+        return plain, recorded.result
+
+    with recorder.running(command, port):
+        plain, recorded = asyncio.run(both())
+    plain_json, recorded_json = plain.to_json(), recorded.to_json()
+    for document in (plain_json, recorded_json):
+        for attempt in document["attempts"]:
+            attempt["source_port"] = None
+    assert recorded_json == plain_json
+    assert [a["outcome"] for a in plain_json["attempts"]] == [
+        "alert",
+        "alert",
+        "certificate",
+    ]
 
 
 # The CLI against the lab
