@@ -33,7 +33,7 @@ from pktscan.store.merge import merge_inventory
 from pktscan.store.query import Filters
 from pktscan.store.sqlite import Inventory, InventoryError, default_inventory_path
 
-__all__ = ["app"]
+__all__ = ["app", "exit_on_error", "reading_inventory"]
 
 EXIT_ERROR = 2
 
@@ -92,7 +92,7 @@ def inventory() -> None:
     """Query the certificate inventory that scans write."""
 
 
-def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
+def exit_on_error(command: Callable[_P, _R]) -> Callable[_P, _R]:
     """Turn pktscan's errors into an error line, a hint line and exit 2."""
 
     @functools.wraps(command)
@@ -114,7 +114,7 @@ def _reports_errors(command: Callable[_P, _R]) -> Callable[_P, _R]:
 
 
 @contextmanager
-def _reading(db: Path | None) -> Iterator[sqlite3.Connection]:
+def reading_inventory(db: Path | None) -> Iterator[sqlite3.Connection]:
     """Open an existing inventory and turn SQLite errors into InventoryError."""
     path = db or default_inventory_path()
     if not path.is_file():
@@ -190,7 +190,7 @@ def _print_table(
 
 
 @app.command("list")
-@_reports_errors
+@exit_on_error
 def list_command(
     db: DbOption = None,
     subnet: SubnetOption = None,
@@ -203,7 +203,7 @@ def list_command(
 ) -> None:
     """List each endpoint with the leaf certificate of its latest chain."""
     filters = _filters(subnet, port, issuer, expires_within, finding, scan)
-    with _reading(db) as connection:
+    with reading_inventory(db) as connection:
         rows = query.served(connection, filters)
     if as_json:
         _print_json([row.to_json() for row in rows])
@@ -226,7 +226,7 @@ def list_command(
 
 
 @app.command("show")
-@_reports_errors
+@exit_on_error
 def show_command(
     sha256: Annotated[
         str, typer.Argument(help="SHA-256 of the certificate, or a unique prefix.")
@@ -236,7 +236,7 @@ def show_command(
     as_json: JsonOption = False,
 ) -> None:
     """Show one certificate and every endpoint that served it."""
-    with _reading(db) as connection:
+    with reading_inventory(db) as connection:
         try:
             matches = query.find_certificate(connection, sha256)
         except ValueError as exc:
@@ -298,7 +298,7 @@ def _print_certificate(
 
 
 @app.command("findings")
-@_reports_errors
+@exit_on_error
 def findings_command(
     db: DbOption = None,
     subnet: SubnetOption = None,
@@ -311,7 +311,7 @@ def findings_command(
 ) -> None:
     """List the findings of each endpoint's latest chain."""
     filters = _filters(subnet, port, issuer, expires_within, finding, scan)
-    with _reading(db) as connection:
+    with reading_inventory(db) as connection:
         rows = query.findings(connection, filters)
     if as_json:
         _print_json([row.to_json() for row in rows])
@@ -334,10 +334,10 @@ def findings_command(
 
 
 @app.command("scans")
-@_reports_errors
+@exit_on_error
 def scans_command(db: DbOption = None, as_json: JsonOption = False) -> None:
     """List the recorded scans."""
-    with _reading(db) as connection:
+    with reading_inventory(db) as connection:
         rows = query.list_scans(connection)
     if as_json:
         _print_json([row.to_json() for row in rows])
@@ -360,7 +360,7 @@ def scans_command(db: DbOption = None, as_json: JsonOption = False) -> None:
 
 
 @app.command("diff")
-@_reports_errors
+@exit_on_error
 def diff_command(
     before: Annotated[int, typer.Argument(help="Id of the earlier scan.")],
     after: Annotated[int, typer.Argument(help="Id of the later scan.")],
@@ -368,7 +368,7 @@ def diff_command(
     as_json: JsonOption = False,
 ) -> None:
     """Show endpoints whose leaf certificate was added, removed or changed."""
-    with _reading(db) as connection:
+    with reading_inventory(db) as connection:
         try:
             changes = query.diff_scans(connection, before, after)
         except ValueError as exc:
@@ -397,7 +397,7 @@ EXPORT_FORMATS = ("pem", "json", "csv")
 
 
 @app.command("export")
-@_reports_errors
+@exit_on_error
 def export_command(
     export_format: Annotated[
         str, typer.Option("--format", help="Output format: pem, json or csv.")
@@ -425,7 +425,7 @@ def export_command(
             hint="give one of " + ", ".join(EXPORT_FORMATS),
         )
     filters = _filters(subnet, port, issuer, expires_within, finding, scan)
-    with _reading(db) as connection:
+    with reading_inventory(db) as connection:
         rows = query.served(connection, filters)
         text = _export_text(connection, rows, export_format)
     if output is None:
@@ -471,7 +471,7 @@ def _csv_text(rows: Sequence[query.ServedRow]) -> str:
 
 
 @app.command("import")
-@_reports_errors
+@exit_on_error
 def import_command(
     source: Annotated[Path, typer.Argument(help="Inventory file to copy scans from.")],
     db: Annotated[

@@ -22,12 +22,14 @@ __all__ = [
     "Change",
     "Filters",
     "FindingRow",
+    "LeafRow",
     "Placement",
     "ScanRow",
     "ServedRow",
     "diff_scans",
     "find_certificate",
     "findings",
+    "leaves",
     "list_scans",
     "placements",
     "served",
@@ -83,6 +85,22 @@ class ServedRow:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class LeafRow:
+    """An endpoint's latest leaf with the fields that reports count."""
+
+    address: str
+    port: int
+    version: str | None
+    sha256: str
+    subject: str | None
+    issuer: str | None
+    not_after: str | None
+    key_type: str | None
+    key_bits: int | None
+    signature_algorithm: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +263,25 @@ def served(connection: sqlite3.Connection, filters: Filters) -> list[ServedRow]:
     result = [ServedRow(*row) for row in rows]
     result.sort(key=lambda row: _endpoint_order((row.address, row.port)))
     return [row for row in result if _in_subnet(row.address, filters.subnet)]
+
+
+def leaves(connection: sqlite3.Connection, scan: int | None = None) -> list[LeafRow]:
+    """List each endpoint's latest leaf (within `scan` if given), by address."""
+    rows = connection.execute(
+        f"""
+        WITH latest AS ({_LATEST})
+        SELECT e.address, e.port, l.version, c.sha256, c.subject, c.issuer,
+               c.not_after, c.key_type, c.key_bits, c.signature_algorithm
+        FROM latest AS l
+        JOIN endpoints AS e ON e.id = l.endpoint
+        JOIN chain_certificates AS cc ON cc.chain = l.chain AND cc.position = 0
+        JOIN certificates AS c ON c.sha256 = cc.certificate
+        """,
+        {"scan": scan},
+    ).fetchall()
+    result = [LeafRow(*row) for row in rows]
+    result.sort(key=lambda row: _endpoint_order((row.address, row.port)))
+    return result
 
 
 def find_certificate(

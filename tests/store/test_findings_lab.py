@@ -193,3 +193,24 @@ def test_rescan_reports_changed_and_gone(lab_scans: LabScans) -> None:
     assert changed[0].message.endswith(f"was {lab_scans.old_leaf[:16]}...")
     assert [row.address for row in gone] == ["198.18.0.11"]
     assert gone[0].message.startswith("no certificate (port closed)")
+
+
+def test_report_shows_change(lab_scans: LabScans, tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    argv = [
+        sys.executable, "-c",
+        "import typer; from pktscan.report.cli import report; typer.run(report)",
+        "--html", str(page), "--db", str(lab_scans.db),
+    ]  # fmt: skip
+    process = subprocess.run(argv, capture_output=True, text=True, check=False)
+
+    assert process.returncode == 0, process.stderr
+    html = page.read_text()
+    assert 'data-metric="changes"><span class="value">2</span>' in html
+    changed_row = (
+        '<td class="mono">198.18.0.10:443</td><td>changed</td>'
+        f'<td class="mono">{lab_scans.old_leaf[:16]}</td>'
+        f'<td class="mono">{lab_scans.new_leaf[:16]}</td>'
+    )
+    assert changed_row in html
+    assert '<td class="mono">198.18.0.11:443</td><td>removed</td>' in html
