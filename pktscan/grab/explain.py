@@ -246,8 +246,9 @@ def describe_event(event: Event) -> list[str]:
             return ["HelloRetryRequest (TLS 1.3)"]
         case ev.CertificateReceived():
             count = len(event.chain)
+            noun = "certificate" if count == 1 else "certificates"
             return [
-                f"Certificate: {count} certificates, leaf first",
+                f"Certificate: {count} {noun}, leaf first",
                 *_certificate_lines(event.chain),
             ]
         case ev.CertificateStatusReceived():
