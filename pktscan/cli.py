@@ -23,6 +23,7 @@ from rich.console import Console
 from pktscan import __version__
 from pktscan.capture.cli import app as capture_app
 from pktscan.errors import InputError, LocalError, PktscanError
+from pktscan.grab.cli import grab as grab_command
 from pktscan.grab.rawengine import DEFAULT_MAX_CONNECTIONS
 from pktscan.lab.cli import app as lab_app
 from pktscan.net.cli import probe as probe_command
@@ -46,6 +47,7 @@ app.add_typer(lab_app, name="lab", help="The built-in lab network of real server
 app.add_typer(capture_app, name="capture", help="Verify, replay and draw captures.")
 app.add_typer(inventory_app, name="inventory", help="The certificate inventory.")
 app.command("probe")(probe_command)
+app.command("grab")(grab_command)
 
 err_console = Console(stderr=True, soft_wrap=True)
 

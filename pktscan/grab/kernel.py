@@ -43,7 +43,7 @@ CHAIN_GRACE_SECONDS = 0.2
 StopReason = Literal["eof", "reset", "timeout"]
 
 
-async def _read_flight(
+async def read_flight(
     sock: socket.socket, reader: HandshakeReader, timeout: float
 ) -> StopReason | None:
     """Feed the server's bytes to the reader until it is done.
@@ -85,7 +85,7 @@ class AttemptResult:
     outcome: HandshakeOutcome | None
 
 
-def _record_from_outcome(
+def record_from_outcome(
     protocol_set: ProtocolSet, outcome: HandshakeOutcome, source_port: int
 ) -> AttemptRecord:
     detail = outcome.error
@@ -133,7 +133,7 @@ async def run_attempt(
     try:
         hello = build_set_hello(protocol_set.number, os.urandom(32), sni)
         await asyncio.wait_for(loop.sock_sendall(sock, hello), timeout)
-        reason: StopReason | None = await _read_flight(sock, reader, timeout)
+        reason: StopReason | None = await read_flight(sock, reader, timeout)
     except TimeoutError:
         reason = "timeout"
     except OSError as exc:
@@ -151,7 +151,7 @@ async def run_attempt(
         reason,
     )
     return AttemptResult(
-        _record_from_outcome(protocol_set, outcome, source_port), outcome
+        record_from_outcome(protocol_set, outcome, source_port), outcome
     )
 
 

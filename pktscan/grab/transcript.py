@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pktscan.certs import decode_chain
-from pktscan.grab.kernel import StopReason, _read_flight, _record_from_outcome
+from pktscan.grab.kernel import StopReason, read_flight, record_from_outcome
 from pktscan.grab.sockets import connect_abortive
 from pktscan.results import AttemptRecord, TlsResult
 from pktscan.tls.client import Event, HandshakeOutcome, HandshakeReader
@@ -147,7 +147,7 @@ async def record_attempt(
     try:
         await asyncio.wait_for(loop.sock_sendall(sock, hello), timeout)
         hello_sent = elapsed()
-        reason: StopReason | None = await _read_flight(sock, reader, timeout)
+        reason: StopReason | None = await read_flight(sock, reader, timeout)
     except TimeoutError:
         reason = "timeout"
     except OSError as exc:
@@ -160,7 +160,7 @@ async def record_attempt(
     closed = elapsed()
 
     outcome = reader.finish(reason)
-    record = _record_from_outcome(protocol_set, outcome, int(source_port))
+    record = record_from_outcome(protocol_set, outcome, int(source_port))
     return AttemptTranscript(
         protocol_set=protocol_set,
         source=(str(source_address), int(source_port)),

@@ -36,7 +36,7 @@ from pktscan.grab.explain import (
     explain_grab,
     hint_for,
 )
-from pktscan.grab.kernel import _record_from_outcome, grab_tls
+from pktscan.grab.kernel import record_from_outcome, grab_tls
 from pktscan.grab.transcript import (
     AttemptTranscript,
     GrabTranscript,
@@ -78,7 +78,7 @@ def transcript(
     for chunk in chunks:
         reader.feed(chunk.data)
     outcome = reader.finish(reason)  # type: ignore[arg-type]
-    record = _record_from_outcome(chosen, outcome, 40000)
+    record = record_from_outcome(chosen, outcome, 40000)
     return AttemptTranscript(
         chosen,
         ("198.18.0.1", 40000),
