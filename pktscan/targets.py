@@ -505,20 +505,41 @@ class TargetSpace:
         for value in self.indices():
             yield self.probe_at(value)
 
-    def indices(self) -> Iterator[int]:
-        """Yield this shard's probe indices in walk order."""
+    @property
+    def shard_steps(self) -> int:
+        """Number of walk steps in this shard, skipped values included: the
+        largest `start` that `walk` accepts."""
+        index, count = self.shard
+        return (self._prime - 1 - index + count - 1) // count
+
+    def indices(self, start: int = 0) -> Iterator[int]:
+        """Yield this shard's probe indices in walk order, from walk step
+        `start` of the shard on (see `walk`)."""
         if self.size == 0:
             return
         prime, generator = self._prime, self._generator
         index, count = self.shard
         step = pow(generator, count, prime)
-        element = self._first * pow(generator, index, prime) % prime
         # The walk has p - 1 elements; this shard owns positions index,
         # index + count, ... below p - 1.
-        for _ in range((prime - 1 - index + count - 1) // count):
+        element = self._first * pow(generator, index + start * count, prime) % prime
+        for _ in range(self.shard_steps - start):
             if element <= self.size:
                 yield element - 1
             element = element * step % prime
+
+    def walk(self, start: int = 0) -> Walk:
+        """Return this shard's probes as packed addresses, from walk step
+        `start` on, counting the steps taken so that a scan can resume.
+
+        Raises:
+            ValueError: `start` is negative or beyond `shard_steps`.
+        """
+        if not 0 <= start <= self.shard_steps:
+            raise ValueError(
+                f"invalid walk start {start}: must be from 0 to {self.shard_steps}"
+            )
+        return Walk(self, start)
 
     def probe_at(self, value: int) -> tuple[str, int]:
         """Return the (address, port) with index `value`."""
@@ -527,6 +548,56 @@ class TargetSpace:
         item = self.ranges[position]
         address = item.address(address_index - self._starts[position])
         return address, self.ports[port_index]
+
+
+class Walk:
+    """One pass over a shard of a `TargetSpace`, yielding (packed address,
+    port) pairs: 4 bytes for IPv4, 16 for IPv6.
+
+    `position` is the number of walk steps taken so far, values skipped
+    because they fall outside the space included. A new walk from
+    `space.walk(position)` continues exactly after the last pair yielded.
+    """
+
+    def __init__(self, space: TargetSpace, start: int) -> None:
+        self.space = space
+        self.position = start
+
+    def __iter__(self) -> Iterator[tuple[bytes, int]]:
+        space = self.space
+        if space.size == 0:
+            return
+        ports = space.ports
+        port_count = len(ports)
+        ranges = space.ranges
+        starts = space._starts
+        size = space.size
+        prime = space._prime
+        index, count = space.shard
+        step = pow(space._generator, count, prime)
+        exponent = index + self.position * count
+        element = space._first * pow(space._generator, exponent, prime) % prime
+        # One range, the common case, needs no search per probe.
+        single = ranges[0] if len(ranges) == 1 else None
+        for position in range(self.position + 1, space.shard_steps + 1):
+            value = element - 1
+            element = element * step % prime
+            if value >= size:
+                continue
+            address_index, port_index = divmod(value, port_count)
+            if single is not None:
+                item = single
+                offset = address_index
+            else:
+                found = bisect.bisect_right(starts, address_index) - 1
+                item = ranges[found]
+                offset = address_index - starts[found]
+            width = 4 if item.version == 4 else 16
+            # Set before yielding, so that a consumer that stops after this
+            # pair resumes at the next one.
+            self.position = position
+            yield (item.first + offset).to_bytes(width, "big"), ports[port_index]
+        self.position = space.shard_steps
 
 
 def _to_range(item: AddressRange | IPNetwork | IPAddress | str) -> AddressRange:

@@ -128,21 +128,35 @@ class PacketTemplate:
         tcp = layout.tcp
         packet[layout.source : layout.source + len(source)] = source
         packet[layout.destination : layout.destination + len(destination)] = destination
-        address_sum = _ones_complement_sum(source) + _ones_complement_sum(destination)
+        address_sum = _address_sum(source) + _address_sum(destination)
 
         if layout.ip_checksum is not None and layout.ip_id is not None:
-            struct.pack_into("!H", packet, layout.ip_id, ip_id)
             ip_sum = _fold(self._ip_base + address_sum + ip_id)
-            struct.pack_into("!H", packet, layout.ip_checksum, ~ip_sum & 0xFFFF)
+            _U16.pack_into(packet, layout.ip_id, ip_id)
+            _U16.pack_into(packet, layout.ip_checksum, ~ip_sum & 0xFFFF)
 
-        struct.pack_into("!HHI", packet, tcp, source_port, destination_port, sequence)
+        _PORTS_SEQUENCE.pack_into(packet, tcp, source_port, destination_port, sequence)
         tcp_sum = self._tcp_base + address_sum + source_port + destination_port
         tcp_sum += (sequence >> 16) + (sequence & 0xFFFF)
         if layout.timestamp is not None:
-            struct.pack_into("!I", packet, layout.timestamp, timestamp)
+            _U32.pack_into(packet, layout.timestamp, timestamp)
             tcp_sum += (timestamp >> 16) + (timestamp & 0xFFFF)
-        struct.pack_into("!H", packet, tcp + 16, ~_fold(tcp_sum) & 0xFFFF)
+        _U16.pack_into(packet, tcp + 16, ~_fold(tcp_sum) & 0xFFFF)
         return packet
+
+
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+_PORTS_SEQUENCE = struct.Struct("!HHI")
+_IPV6_WORDS = struct.Struct("!8H")
+
+
+def _address_sum(address: bytes) -> int:
+    """Return the unfolded sum of a packed address's 16-bit words."""
+    if len(address) == 4:
+        value = int.from_bytes(address, "big")
+        return (value >> 16) + (value & 0xFFFF)
+    return sum(_IPV6_WORDS.unpack(address))
 
 
 def _build_with_scapy(version: int, flags: str, with_options: bool) -> bytes:

@@ -7,38 +7,42 @@ One thread sends, one receives:
   `on_result`. It keeps a window of probes still waiting for a response, which
   contains about rate x wait x (retries + 1) entries, never the whole space.
 - The receiver thread reads TCP segments to our source port, keeps those whose
-  acknowledgment number matches the SYN cookie, responses each valid SYN/ACK
+  acknowledgment number matches the SYN cookie, answers each valid SYN/ACK
   with a crafted RST at once, and queues the responses for the calling thread.
 
-An response is valid by the cookie alone, with no lookup; the window only
+A response is valid by the cookie alone, with no lookup; the window only
 decides whether it is the first response, a duplicate or a late one.
+
+A probe is reported filtered only once the receiver has found its socket
+empty at a time after the probe's deadline. A receiver that falls behind
+under load therefore delays the verdict instead of turning an open port
+whose SYN/ACK is still queued into a filtered one.
+
+Per probe, the send loop does only what differs between probes: one step of
+the target walk (packed addresses, no text), a cached route, the cookie, the
+template patch and one sendto. Queued responses, expiries, the stop flag and
+progress are checked every few probes (`_check_interval`).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import random
 import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from pktscan.net.cookie import SynCookie
-from pktscan.net.packet import (
-    TCP_ACK,
-    TCP_RST,
-    TCP_SYN,
-    PacketTemplate,
-    TcpResponse,
-    parse_tcp_response,
-)
+from pktscan.net.packet import TCP_SYN, PacketTemplate
 from pktscan.net.rate import TokenBucket
+from pktscan.net.receiver import ReceiverProcess, Response
 from pktscan.net.route import NeighbourTable, NoRouteError, RouteTable
 from pktscan.net.sockets import Receiver, Sender
+from pktscan.targets import TargetSpace, Walk
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +55,11 @@ PROGRESS_SECONDS = 1.0
 LOGGED_ROUTE_ERRORS = 10
 LOGGED_SEND_ERRORS = 10
 LOOPBACK_INTERFACE = "lo"
+# At most this many probes go out between two checks of the responses,
+# expiries and the stop flag; at 64 probes, about 1 ms at 64,000 SYN/s.
+MAX_CHECK_INTERVAL = 64
+
+Key = tuple[bytes, int]
 
 State = Literal["open", "closed", "filtered"]
 
@@ -137,15 +146,8 @@ class _Pending:
     sent_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class _Received:
-    response: TcpResponse
-    monotonic: float
-    wall: float
-
-
 def probe(
-    targets: Iterable[tuple[str, int]],
+    targets: Iterable[tuple[str, int]] | Walk,
     *,
     rate: int,
     retries: int = 1,
@@ -220,35 +222,31 @@ class _Prober:
         self.stats = ProbeStats()
         self.cookie = SynCookie()
         self.bucket = TokenBucket(rate)
+        self.check_interval = _check_interval(rate)
         self.syn = {4: PacketTemplate(4, "S", with_options=True)}
         self.syn[6] = PacketTemplate(6, "S", with_options=True)
-        self.rst = {4: PacketTemplate(4, "R", with_options=False)}
-        self.rst[6] = PacketTemplate(6, "R", with_options=False)
-        self.pending: OrderedDict[tuple[str, int], _Pending] = OrderedDict()
-        self.seen: OrderedDict[tuple[str, int], None] = OrderedDict()
-        self.responses: queue.SimpleQueue[_Received] = queue.SimpleQueue()
-        self.done = threading.Event()
+        self.pending: OrderedDict[Key, _Pending] = OrderedDict()
+        self.seen: OrderedDict[Key, None] = OrderedDict()
         self.start = time.monotonic()
 
         self.routes = RouteTable()
         self.neighbours = NeighbourTable()
         self.sender: Sender | None = None
         self.receiver: Receiver | None = None
-        self.thread = threading.Thread(
-            target=self._receive_loop, name="pktscan-receiver", daemon=True
-        )
-        self.receive_error: BaseException | None = None
+        self.child: ReceiverProcess | None = None
         try:
             self.sender = Sender()
             self.receiver = Receiver(source_port)
         except BaseException:
             self.close()
             raise
+        self.child = ReceiverProcess(
+            self.receiver, self.sender, self.cookie, source_port
+        )
 
     def close(self) -> None:
-        self.done.set()
-        if self.thread.is_alive():
-            self.thread.join(timeout=2.0)
+        if self.child is not None:
+            self.child.close()
         self.routes.close()
         if self.sender is not None:
             self.sender.close()
@@ -259,36 +257,46 @@ class _Prober:
 
     def run(
         self,
-        targets: Iterable[tuple[str, int]],
+        targets: Iterable[tuple[str, int]] | Walk,
         stop: threading.Event,
         max_runtime: float | None,
     ) -> ProbeStats:
-        self.thread.start()
+        assert self.child is not None
+        self.child.start()
         self.start = time.monotonic()
         self.progress_at = self.start
         end = None if max_runtime is None else self.start + max_runtime
         stopped = False
+        interval = self.check_interval
+        probes = _packed_targets(targets)
+        count = 0
 
-        for ip, port in targets:
-            if self._should_stop(stop, end):
-                stopped = True
+        while True:
+            if count % interval == 0:
+                if self._should_stop(stop, end):
+                    stopped = True
+                    break
+                self._check(time.monotonic())
+            # The stop check comes before taking the next target, so that a
+            # resumable Walk never counts a target that was not sent.
+            target = next(probes, None)
+            if target is None:
                 break
-            self._drain(0.0)
-            self._expire(time.monotonic(), resend=True)
             self.bucket.acquire()
-            self._send_probe(ip, port, attempt=1)
-            self._report_progress()
+            self._send_probe(target[0], target[1], 1)
+            count += 1
 
         while self.pending and not stopped:
             if self._should_stop(stop, end):
                 stopped = True
                 break
             now = time.monotonic()
-            self._expire(now, resend=True)
-            self._report_progress()
+            self._check(now)
             if self.pending:
+                # Past the deadline, the verdict waits for the receiver to
+                # catch up, so the wait never drops to zero.
                 first = next(iter(self.pending.values()))
-                self._drain(min(max(first.deadline - now, 0.0), 0.05))
+                self._drain(min(max(first.deadline - now, 0.002), 0.05))
 
         if stopped:
             logger.info("stopping: waiting %.1f s for late responses", self.wait)
@@ -298,17 +306,25 @@ class _Prober:
         self._finish()
         return self.stats
 
+    def _check(self, now: float) -> None:
+        """Handle queued responses, then retransmit or report the probes
+        whose wait ended before the receiver last caught up."""
+        assert self.child is not None
+        self._drain(0.0)
+        self._expire(min(now, self.child.caught_up), resend=True)
+        self._report_progress(now)
+
     def _should_stop(self, stop: threading.Event, end: float | None) -> bool:
         """Tell whether to stop sending: on request, at the end of the
         runtime, or when the receiver thread has failed."""
-        if stop.is_set() or self.receive_error is not None:
+        assert self.child is not None
+        if stop.is_set() or self.child.error is not None:
             return True
         return end is not None and time.monotonic() >= end
 
-    def _report_progress(self) -> None:
+    def _report_progress(self, now: float) -> None:
         if self.on_progress is None:
             return
-        now = time.monotonic()
         if now - self.progress_at >= PROGRESS_SECONDS:
             self.progress_at = now
             self.stats.elapsed = now - self.start
@@ -316,37 +332,35 @@ class _Prober:
 
     def _finish(self) -> None:
         self.stats.elapsed = time.monotonic() - self.start
-        self.done.set()
-        self.thread.join(timeout=2.0)
-        # Responses queued after the last probe was settled are counted as
+        assert self.child is not None
+        # Responses read after the last probe was settled are counted as
         # late or duplicates.
-        self._drain(0.0)
+        responses, counters = self.child.stop()
+        for response in responses:
+            self._handle(response)
+        self.stats.resets_sent = counters.resets_sent
+        self.stats.invalid = counters.invalid
         if self.receiver is not None:
             self.stats.kernel_drops = self.receiver.statistics()[1]
         if self.sender is not None:
             self.stats.send_drops = self.sender.dropped
         if self.stats.unroutable > LOGGED_ROUTE_ERRORS:
             logger.error("%d targets had no route", self.stats.unroutable)
-        if self.receive_error is not None:
-            raise self.receive_error
+        if self.child.error is not None:
+            logger.error("receiving responses failed: %s", self.child.error)
+            raise self.child.error
 
-    def _send_probe(self, ip: str, port: int, attempt: int) -> None:
+    def _send_probe(self, destination: bytes, port: int, attempt: int) -> None:
         assert self.sender is not None
-        version = 6 if ":" in ip else 4
-        family = socket.AF_INET6 if version == 6 else socket.AF_INET
-        try:
-            destination = socket.inet_pton(family, ip)
-        except OSError:
-            raise ValueError(f"invalid target address {ip!r}") from None
-        # The same text form as TcpResponse.source_text, so that responses
-        # find their probe whatever spelling the caller used.
-        ip = socket.inet_ntop(family, destination)
+        version = 4 if len(destination) == 4 else 6
         try:
             route = self.routes.lookup(destination)
         except NoRouteError as error:
             self.stats.unroutable += 1
             if self.stats.unroutable <= LOGGED_ROUTE_ERRORS:
-                logger.error("%s no route: %s", endpoint(ip, port), error)
+                logger.error(
+                    "%s no route: %s", endpoint(_text(destination), port), error
+                )
             return
 
         now = time.monotonic()
@@ -371,21 +385,27 @@ class _Prober:
         if hop is not None:
             sent = self.sender.send_link(packet, route.interface, version, hop)
         else:
-            sent = self.sender.send_routed(packet, version, ip)
+            sent = self.sender.send_routed(packet, version, _text(destination))
             self.stats.sent_routed += 1
         self.stats.sent += 1
         if not sent and self.sender.dropped <= LOGGED_SEND_ERRORS:
             logger.error(
-                "%s sending SYN failed: %s", endpoint(ip, port), self.sender.last_error
+                "%s sending SYN failed: %s",
+                endpoint(_text(destination), port),
+                self.sender.last_error,
             )
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
-                "%s SYN %d sent via %s", endpoint(ip, port), attempt, route.interface
+                "%s SYN %d sent via %s",
+                endpoint(_text(destination), port),
+                attempt,
+                route.interface,
             )
         # Removing first keeps the window ordered by deadline when the same
         # target comes twice.
-        self.pending.pop((ip, port), None)
-        self.pending[(ip, port)] = _Pending(now + self.wait, attempt, now)
+        key = (destination, port)
+        self.pending.pop(key, None)
+        self.pending[key] = _Pending(now + self.wait, attempt, now)
 
     def _timestamp(self, now: float) -> int:
         """Return the TSval for a SYN sent at `now`: milliseconds since the
@@ -405,54 +425,54 @@ class _Prober:
                 continue
             self._remember(key)
             self._report(
-                ProbeResult(key[0], key[1], "filtered", None, None, time.time())
+                ProbeResult(_text(key[0]), key[1], "filtered", None, None, time.time())
             )
 
     def _drain(self, timeout: float) -> None:
-        """Handle queued responses, waiting up to `timeout` for the first."""
-        try:
-            if timeout > 0:
-                received = self.responses.get(timeout=timeout)
-            else:
-                received = self.responses.get_nowait()
-        except queue.Empty:
-            return
-        self._handle(received)
-        # Bounded so that a flood of responses cannot stall sending.
-        for _ in range(10_000):
-            try:
-                received = self.responses.get_nowait()
-            except queue.Empty:
-                return
-            self._handle(received)
+        """Handle the responses the receiver wrote, waiting up to `timeout`
+        for the first."""
+        assert self.child is not None
+        for response in self.child.read(timeout):
+            self._handle(response)
 
     def _drain_until(self, end: float) -> None:
         while (remaining := end - time.monotonic()) > 0:
             self._drain(min(remaining, 0.05))
 
-    def _handle(self, received: _Received) -> None:
-        response = received.response
-        ip, port = response.source_text, response.source_port
+    def _handle(self, response: Response) -> None:
+        key = (response.source, response.port)
         self.stats.received += 1
-        entry = self.pending.pop((ip, port), None)
+        entry = self.pending.pop(key, None)
         if entry is None:
-            if (ip, port) in self.seen:
+            if key in self.seen:
                 self.stats.duplicates += 1
             else:
                 self.stats.late += 1
-            logger.debug("%s duplicate or late response", endpoint(ip, port))
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "%s duplicate or late response",
+                    endpoint(_text(response.source), response.port),
+                )
             return
 
-        self._remember((ip, port))
+        self._remember(key)
         state: State = "open" if response.flags & TCP_SYN else "closed"
-        rtt = self._round_trip(response, entry, received.monotonic)
-        self._report(ProbeResult(ip, port, state, response.ttl, rtt, received.wall))
+        rtt = self._round_trip(response, entry)
+        self._report(
+            ProbeResult(
+                _text(response.source),
+                response.port,
+                state,
+                response.ttl,
+                rtt,
+                response.wall,
+            )
+        )
 
-    def _round_trip(
-        self, response: TcpResponse, entry: _Pending, received: float
-    ) -> float | None:
+    def _round_trip(self, response: Response, entry: _Pending) -> float | None:
         """Return the RTT, or None when a retransmitted probe's response cannot
         be matched to one SYN (the ambiguity that Karn's algorithm avoids)."""
+        received = response.monotonic
         if entry.attempts == 1:
             return received - entry.sent_at
         if response.timestamp_echo is None:
@@ -464,7 +484,7 @@ class _Prober:
             return None
         return elapsed_ms / 1000
 
-    def _remember(self, key: tuple[str, int]) -> None:
+    def _remember(self, key: Key) -> None:
         self.seen[key] = None
         if len(self.seen) > SEEN_LIMIT:
             self.seen.popitem(last=False)
@@ -487,50 +507,38 @@ class _Prober:
         if self.on_result is not None:
             self.on_result(result)
 
-    # The receiver thread
 
-    def _receive_loop(self) -> None:
-        assert self.receiver is not None
-        try:
-            while not self.done.is_set():
-                got = self.receiver.receive()
-                if got is not None:
-                    self._accept(*got)
-        except OSError as error:
-            logger.error("receiving responses failed: %s", error)
-            self.receive_error = error
+def _check_interval(rate: int) -> int:
+    """Return how many probes go out between two checks: one per
+    millisecond of sending at `rate`, between 1 and MAX_CHECK_INTERVAL."""
+    if rate == 0:
+        return MAX_CHECK_INTERVAL
+    return max(1, min(MAX_CHECK_INTERVAL, rate // 1000))
 
-    def _accept(self, datagram: bytes, interface: str, hop: bytes) -> None:
-        response = parse_tcp_response(datagram)
-        if response is None or response.destination_port != self.source_port:
-            return
-        if not self.cookie.validate(response):
-            self.stats.invalid += 1
-            return
-        syn_ack = TCP_SYN | TCP_ACK
-        if response.flags & syn_ack == syn_ack:
-            self._send_reset(response, interface, hop)
-        elif not response.flags & TCP_RST:
-            return
-        self.responses.put(_Received(response, time.monotonic(), time.time()))
 
-    def _send_reset(self, response: TcpResponse, interface: str, hop: bytes) -> None:
-        """Send an RST with sequence = their acknowledgment, back through the
-        interface and link-layer address that the SYN/ACK came from."""
-        assert self.sender is not None
-        packet = self.rst[response.version].fill(
-            response.destination,
-            response.source,
-            response.destination_port,
-            response.source_port,
-            response.acknowledgment,
-            ip_id=random.getrandbits(16),
-        )
-        if interface == LOOPBACK_INTERFACE:
-            sent = self.sender.send_routed(
-                packet, response.version, response.source_text
-            )
-        else:
-            sent = self.sender.send_link(packet, interface, response.version, hop)
-        if sent:
-            self.stats.resets_sent += 1
+def _text(address: bytes) -> str:
+    family = socket.AF_INET if len(address) == 4 else socket.AF_INET6
+    return socket.inet_ntop(family, address)
+
+
+def _packed_targets(targets: Iterable[tuple[str, int]] | Walk) -> Iterator[Key]:
+    """Return an iterator of (packed address, port), taking a TargetSpace's
+    or a Walk's packed form directly.
+
+    Raises:
+        ValueError: from the iteration, on a target address that is not an
+            IPv4 or IPv6 address.
+    """
+    if isinstance(targets, Walk):
+        return iter(targets)
+    if isinstance(targets, TargetSpace):
+        return iter(targets.walk())
+    return (_pack(ip, port) for ip, port in targets)
+
+
+def _pack(ip: str, port: int) -> Key:
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    try:
+        return socket.inet_pton(family, ip), port
+    except OSError:
+        raise ValueError(f"invalid target address {ip!r}") from None

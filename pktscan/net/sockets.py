@@ -4,6 +4,7 @@ AF_PACKET with a BPF filter, and read the kernel's drop counters."""
 from __future__ import annotations
 
 import errno
+import select
 import socket
 import struct
 import time
@@ -121,7 +122,12 @@ class Receiver:
         except BaseException:
             self.socket.close()
             raise
-        self.socket.settimeout(timeout)
+        # Non-blocking, so that receive_nowait can tell an empty queue apart;
+        # waits go through poll.
+        self.socket.setblocking(False)
+        self.timeout = timeout
+        self._poll = select.poll()
+        self._poll.register(self.socket, select.POLLIN)
         self._drops = 0
         self._packets = 0
 
@@ -154,17 +160,32 @@ class Receiver:
 
     def receive(self) -> tuple[bytes, str, bytes] | None:
         """Return (datagram, interface, link-layer source) of the next
-        incoming packet, or None after the timeout.
+        incoming packet, or None when none arrives within the timeout.
 
         Our own outgoing packets, which AF_PACKET also delivers, are skipped.
         """
-        try:
-            data, address = self.socket.recvfrom(2048)
-        except TimeoutError:
+        if not self.wait_readable(self.timeout):
             return None
-        if address[2] == PACKET_OUTGOING:
-            return None
-        return data, address[0], address[4]
+        return self.receive_nowait()
+
+    def receive_nowait(self) -> tuple[bytes, str, bytes] | None:
+        """Return the next incoming packet like `receive`, or None at once
+        when the socket's queue contains no incoming packet."""
+        # Bounded: outgoing copies are skipped, but the loop ends after this
+        # many so that a busy sender cannot hold the caller here.
+        for _ in range(1024):
+            try:
+                data, address = self.socket.recvfrom(2048)
+            except BlockingIOError:
+                return None
+            if address[2] != PACKET_OUTGOING:
+                return data, address[0], address[4]
+        return None
+
+    def wait_readable(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for a packet; tell whether one is
+        queued."""
+        return bool(self._poll.poll(timeout * 1000))
 
     def statistics(self) -> tuple[int, int]:
         """Return (packets, drops) counted by the kernel since the socket opened.

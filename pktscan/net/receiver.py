@@ -1,0 +1,337 @@
+"""The prober's receive path, run in a forked child process.
+
+A receiver thread shares the GIL with the send loop, and at a few tens of
+thousands of packets a second the two threads spend more time handing the
+GIL over than working. The child process runs on another core instead. It
+reads the AF_PACKET socket that the parent opened, checks each response's
+SYN cookie, answers each valid SYN/ACK with a crafted RST at once, and
+writes fixed-size records into a pipe to the parent:
+
+    offset  field
+    0       kind: response, caught-up mark, counters or error
+    1       IP version (4 or 6)
+    2       TCP flags
+    3       1 when a timestamp echo (TSecr) follows, else 0
+    4       TTL or hop limit
+    5       padding
+    6       source port of the response (the probed port)
+    8       source address, 16 bytes, IPv4 in the first 4
+    24      TSecr
+    28      monotonic time of reception (float64)
+    36      Unix time of reception (float64)
+
+A caught-up mark carries, in its monotonic field, a time at which the child
+found the socket empty: every response that arrived before it precedes the
+mark in the pipe. Counters and errors are written once, at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import random
+import select
+import signal
+import struct
+import time
+from dataclasses import dataclass
+
+from pktscan.net.cookie import SynCookie
+from pktscan.net.packet import (
+    TCP_ACK,
+    TCP_RST,
+    TCP_SYN,
+    PacketTemplate,
+    TcpResponse,
+    parse_tcp_response,
+)
+from pktscan.net.sockets import Receiver, Sender
+
+RECORD = struct.Struct("=BBBBBxH16sIdd")
+KIND_RESPONSE = 0
+KIND_CAUGHT_UP = 1
+KIND_COUNTERS = 2
+KIND_ERROR = 3
+_COUNTERS = struct.Struct("=QQ")
+
+# Packets the child reads before writing their records to the pipe.
+RECEIVE_BATCH = 256
+POLL_SECONDS = 0.05
+# Linux caps pipes at /proc/sys/fs/pipe-max-size (1 MiB by default) for
+# unprivileged users; about 24,000 records fit in 1 MiB.
+PIPE_BYTES = 1024 * 1024
+F_SETPIPE_SZ = 1031
+LOOPBACK_INTERFACE = "lo"
+STOP_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A valid response, as the child passed it to the parent."""
+
+    source: bytes
+    port: int
+    flags: int
+    ttl: int
+    timestamp_echo: int | None
+    monotonic: float
+    wall: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChildCounters:
+    """What only the child counts, returned by `ReceiverProcess.stop`."""
+
+    resets_sent: int
+    invalid: int
+
+
+class ReceiverProcess:
+    """The parent's end: start the child, read its records, stop it."""
+
+    def __init__(
+        self,
+        receiver: Receiver,
+        sender: Sender,
+        cookie: SynCookie,
+        source_port: int,
+    ) -> None:
+        self.receiver = receiver
+        self.sender = sender
+        self.cookie = cookie
+        self.source_port = source_port
+        self.caught_up = 0.0
+        self.pid: int | None = None
+        self._records = -1
+        self._control = -1
+        self._buffer = b""
+        self._poll = select.poll()
+        self._counters: ChildCounters | None = None
+        self._error: OSError | None = None
+        self._eof = False
+
+    def start(self) -> None:
+        """Fork the child. Call from a process without other threads that
+        hold locks the child could need (the child uses none of logging)."""
+        records_read, records_write = os.pipe()
+        control_read, control_write = os.pipe()
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(records_write, F_SETPIPE_SZ, PIPE_BYTES)
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                os.close(records_read)
+                os.close(control_write)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                _Child(self, records_write, control_read).run()
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(records_write)
+        os.close(control_read)
+        os.set_blocking(records_read, False)
+        self.pid = pid
+        self._records = records_read
+        self._control = control_write
+        self._poll.register(records_read, select.POLLIN)
+
+    def read(self, timeout: float = 0.0) -> list[Response]:
+        """Return the responses written so far, waiting up to `timeout`
+        seconds for the first; `caught_up` moves with the marks read."""
+        if self._eof:
+            return []
+        if timeout > 0 and not self._poll.poll(timeout * 1000):
+            return []
+        chunks = [self._buffer]
+        for _ in range(64):
+            try:
+                chunk = os.read(self._records, 65536 - 65536 % RECORD.size)
+            except BlockingIOError:
+                break
+            if not chunk:
+                self._eof = True
+                break
+            chunks.append(chunk)
+        data = b"".join(chunks)
+        usable = len(data) - len(data) % RECORD.size
+        self._buffer = data[usable:]
+        return self._decode(data[:usable])
+
+    def _decode(self, data: bytes) -> list[Response]:
+        responses = []
+        for record in RECORD.iter_unpack(data):
+            kind, version, flags, has_echo, ttl, port, address, echo, mono, wall = (
+                record
+            )
+            if kind == KIND_RESPONSE:
+                source = address[:4] if version == 4 else address
+                responses.append(
+                    Response(
+                        source, port, flags, ttl, echo if has_echo else None, mono, wall
+                    )
+                )
+            elif kind == KIND_CAUGHT_UP:
+                self.caught_up = mono
+            elif kind == KIND_COUNTERS:
+                self._counters = ChildCounters(*_COUNTERS.unpack(address))
+            elif kind == KIND_ERROR:
+                self._error = OSError(echo, os.strerror(echo))
+        return responses
+
+    @property
+    def error(self) -> OSError | None:
+        """The error that ended the child's receive loop, once read."""
+        return self._error
+
+    def stop(self) -> tuple[list[Response], ChildCounters]:
+        """Tell the child to finish, and return the responses it wrote since
+        the last read and its counters."""
+        responses: list[Response] = []
+        if self.pid is None:
+            return responses, ChildCounters(0, 0)
+        os.close(self._control)
+        self._control = -1
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while not self._eof and time.monotonic() < deadline:
+            responses += self.read(0.05)
+        self._reap()
+        return responses, self._counters or ChildCounters(0, 0)
+
+    def close(self) -> None:
+        """End the child if it still runs, and close the pipes."""
+        if self.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            self._reap()
+        for fd in (self._records, self._control):
+            if fd >= 0:
+                os.close(fd)
+        self._records = self._control = -1
+
+    def _reap(self) -> None:
+        if self.pid is None:
+            return
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+        self.pid = None
+
+
+class _Child:
+    """The receive loop in the child process."""
+
+    def __init__(self, parent: ReceiverProcess, records: int, control: int) -> None:
+        self.receiver = parent.receiver
+        self.sender = parent.sender
+        self.cookie = parent.cookie
+        self.source_port = parent.source_port
+        self.records = records
+        self.control = control
+        self.rst = {
+            4: PacketTemplate(4, "R", with_options=False),
+            6: PacketTemplate(6, "R", with_options=False),
+        }
+        self.resets_sent = 0
+        self.invalid = 0
+        self.poll = select.poll()
+        self.poll.register(self.receiver.socket, select.POLLIN)
+        self.poll.register(control, select.POLLIN)
+
+    def run(self) -> None:
+        try:
+            self._loop()
+        except OSError as error:
+            code = error.errno if error.errno is not None else errno.EIO
+            self._write([RECORD.pack(KIND_ERROR, 0, 0, 0, 0, 0, b"", code, 0, 0)])
+        counters = _COUNTERS.pack(self.resets_sent, self.invalid)
+        self._write([RECORD.pack(KIND_COUNTERS, 0, 0, 0, 0, 0, counters, 0, 0, 0)])
+        os.close(self.records)
+
+    def _loop(self) -> None:
+        while True:
+            stopping = False
+            for fd, _ in self.poll.poll(POLL_SECONDS * 1000):
+                if fd == self.control:
+                    stopping = True
+            # A last full read after the stop, so that responses queued
+            # before it still reach the parent.
+            while self._read_batch():
+                pass
+            if stopping:
+                return
+
+    def _read_batch(self) -> bool:
+        """Read up to RECEIVE_BATCH packets and write their records; return
+        True when the socket may hold more."""
+        records = []
+        more = True
+        for _ in range(RECEIVE_BATCH):
+            before = time.monotonic()
+            got = self.receiver.receive_nowait()
+            if got is None:
+                # After the responses read so far, so that the parent has
+                # seen every response older than the mark when it reads it.
+                records.append(
+                    RECORD.pack(KIND_CAUGHT_UP, 0, 0, 0, 0, 0, b"", 0, before, 0)
+                )
+                more = False
+                break
+            record = self._accept(*got)
+            if record is not None:
+                records.append(record)
+        self._write(records)
+        return more
+
+    def _accept(self, datagram: bytes, interface: str, hop: bytes) -> bytes | None:
+        response = parse_tcp_response(datagram)
+        if response is None or response.destination_port != self.source_port:
+            return None
+        if not self.cookie.validate(response):
+            self.invalid += 1
+            return None
+        syn_ack = TCP_SYN | TCP_ACK
+        if response.flags & syn_ack == syn_ack:
+            self._send_reset(response, interface, hop)
+        elif not response.flags & TCP_RST:
+            return None
+        echo = response.timestamp_echo
+        return RECORD.pack(
+            KIND_RESPONSE,
+            response.version,
+            response.flags,
+            echo is not None,
+            response.ttl,
+            response.source_port,
+            response.source,
+            echo or 0,
+            time.monotonic(),
+            time.time(),
+        )
+
+    def _send_reset(self, response: TcpResponse, interface: str, hop: bytes) -> None:
+        """Send an RST with sequence = their acknowledgment, back through the
+        interface and link-layer address that the SYN/ACK came from."""
+        packet = self.rst[response.version].fill(
+            response.destination,
+            response.source,
+            response.destination_port,
+            response.source_port,
+            response.acknowledgment,
+            ip_id=random.getrandbits(16),
+        )
+        if interface == LOOPBACK_INTERFACE:
+            sent = self.sender.send_routed(
+                packet, response.version, response.source_text
+            )
+        else:
+            sent = self.sender.send_link(packet, interface, response.version, hop)
+        if sent:
+            self.resets_sent += 1
+
+    def _write(self, records: list[bytes]) -> None:
+        data = memoryview(b"".join(records))
+        while data:
+            written = os.write(self.records, data)
+            data = data[written:]
