@@ -7,7 +7,6 @@ within" are measured from.
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from cryptography.x509.oid import NameOID
 from pktscan.certs import Severity, format_time
 from pktscan.store import query
 from pktscan.store.query import Change, Filters, FindingRow, LeafRow, ScanRow
+from pktscan.store.sql import SqlConnection
 
 __all__ = ["EXPIRY_MONTHS", "ReportData", "collect", "issuer_label"]
 
@@ -102,7 +102,7 @@ class ReportData:
         return sum(count for name, count in self.severities if name in urgent)
 
 
-def collect(connection: sqlite3.Connection, source: str, now: datetime) -> ReportData:
+def collect(connection: SqlConnection, source: str, now: datetime) -> ReportData:
     """Count what the report shows from the inventory behind `connection`.
 
     Args:

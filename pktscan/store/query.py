@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import sqlite3
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from pktscan.certs import format_time
+from pktscan.store.sql import SqlConnection
 
 __all__ = [
     "CertificateRecord",
@@ -204,7 +204,7 @@ _LATEST = """
         ) AS recency
         FROM observations AS o
         WHERE o.chain IS NOT NULL AND (:scan IS NULL OR o.scan = :scan)
-    ) WHERE recency = 1
+    ) AS ranked WHERE recency = 1
 """
 
 # Each endpoint's latest observation of all, when it has no chain. Its
@@ -216,7 +216,7 @@ _LATEST_WITHOUT_CHAIN = """
         ) AS recency
         FROM observations AS o
         WHERE (:scan IS NULL OR o.scan = :scan)
-    ) WHERE recency = 1 AND chain IS NULL
+    ) AS ranked WHERE recency = 1 AND chain IS NULL
 """
 
 _SERVED = f"""
@@ -257,7 +257,7 @@ def _in_subnet(address: str, subnet: Network | None) -> bool:
         return False
 
 
-def served(connection: sqlite3.Connection, filters: Filters) -> list[ServedRow]:
+def served(connection: SqlConnection, filters: Filters) -> list[ServedRow]:
     """List each endpoint with the leaf of its latest chain, sorted by address."""
     rows = connection.execute(_SERVED, _parameters(filters)).fetchall()
     result = [ServedRow(*row) for row in rows]
@@ -265,7 +265,7 @@ def served(connection: sqlite3.Connection, filters: Filters) -> list[ServedRow]:
     return [row for row in result if _in_subnet(row.address, filters.subnet)]
 
 
-def leaves(connection: sqlite3.Connection, scan: int | None = None) -> list[LeafRow]:
+def leaves(connection: SqlConnection, scan: int | None = None) -> list[LeafRow]:
     """List each endpoint's latest leaf (within `scan` if given), by address."""
     rows = connection.execute(
         f"""
@@ -285,7 +285,7 @@ def leaves(connection: sqlite3.Connection, scan: int | None = None) -> list[Leaf
 
 
 def find_certificate(
-    connection: sqlite3.Connection, sha256_prefix: str
+    connection: SqlConnection, sha256_prefix: str
 ) -> list[CertificateRecord]:
     """Find the certificates whose SHA-256 starts with `sha256_prefix`.
 
@@ -311,7 +311,7 @@ def _certificate(row: tuple[Any, ...]) -> CertificateRecord:
     return CertificateRecord(*values)
 
 
-def placements(connection: sqlite3.Connection, sha256: str) -> list[Placement]:
+def placements(connection: SqlConnection, sha256: str) -> list[Placement]:
     """List every endpoint that served the certificate, in any chain position."""
     rows = connection.execute(
         """
@@ -330,7 +330,7 @@ def placements(connection: sqlite3.Connection, sha256: str) -> list[Placement]:
     return result
 
 
-def findings(connection: sqlite3.Connection, filters: Filters) -> list[FindingRow]:
+def findings(connection: SqlConnection, filters: Filters) -> list[FindingRow]:
     """List the findings of each endpoint's latest chain.
 
     An endpoint whose latest observation has no chain also shows that
@@ -339,9 +339,9 @@ def findings(connection: sqlite3.Connection, filters: Filters) -> list[FindingRo
     rows = connection.execute(
         f"""
         WITH latest AS (
-            SELECT id, endpoint, time FROM ({_LATEST})
+            SELECT id, endpoint, time FROM ({_LATEST}) AS with_chain
             UNION ALL
-            SELECT id, endpoint, time FROM ({_LATEST_WITHOUT_CHAIN})
+            SELECT id, endpoint, time FROM ({_LATEST_WITHOUT_CHAIN}) AS without_chain
         )
         SELECT e.address, e.port, e.name, f.certificate, f.kind, f.severity,
                f.message, l.time
@@ -363,7 +363,7 @@ def findings(connection: sqlite3.Connection, filters: Filters) -> list[FindingRo
     return [row for row in result if _in_subnet(row.address, filters.subnet)]
 
 
-def list_scans(connection: sqlite3.Connection) -> list[ScanRow]:
+def list_scans(connection: SqlConnection) -> list[ScanRow]:
     """List the recorded scans, oldest first."""
     rows = connection.execute(
         "SELECT s.id, s.started, s.ended, s.shard, s.arguments, s.counts,"
@@ -384,7 +384,7 @@ def list_scans(connection: sqlite3.Connection) -> list[ScanRow]:
     ]
 
 
-def diff_scans(connection: sqlite3.Connection, before: int, after: int) -> list[Change]:
+def diff_scans(connection: SqlConnection, before: int, after: int) -> list[Change]:
     """Compare the leaf each endpoint served in scan `before` and scan `after`.
 
     Raises:
@@ -411,7 +411,7 @@ def diff_scans(connection: sqlite3.Connection, before: int, after: int) -> list[
     return changes
 
 
-def _leaves(connection: sqlite3.Connection, scan_id: int) -> dict[tuple[str, int], str]:
+def _leaves(connection: SqlConnection, scan_id: int) -> dict[tuple[str, int], str]:
     rows = served(connection, Filters(scan=scan_id))
     return {(row.address, row.port): row.sha256 for row in rows}
 

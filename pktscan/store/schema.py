@@ -17,6 +17,9 @@ Tables of version 1::
     observations        one row per PortResult: scan, endpoint, chain
     findings            problems found in an observation's chain
 
+Version 2 adds ``scans.run``, a name that the processes running the shards
+of one scan share, so that they all write into one scan row.
+
 Times are ISO 8601 UTC text that sorts in time order: certificate validity
 to the second (``2026-01-01T00:00:00Z``), scan and observation times to the
 millisecond (``2026-01-01T00:00:00.000Z``).
@@ -116,8 +119,13 @@ _VERSION_1 = (
     "CREATE INDEX findings_kind ON findings (kind)",
 )
 
+_VERSION_2 = (
+    "ALTER TABLE scans ADD COLUMN run TEXT",
+    "CREATE UNIQUE INDEX scans_run ON scans (run)",
+)
+
 #: The statements of each migration, in order; migration N is index N - 1.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_VERSION_1,)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_VERSION_1, _VERSION_2)
 
 #: The version a fully migrated database has.
 SCHEMA_VERSION = len(MIGRATIONS)

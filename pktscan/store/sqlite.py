@@ -31,8 +31,17 @@ from pktscan import certs
 from pktscan.errors import LocalError
 from pktscan.results import CertInfo, PortResult
 from pktscan.store import schema
+from pktscan.store.sql import SqlConnection
 
-__all__ = ["Inventory", "InventoryError", "default_inventory_path", "format_epoch"]
+__all__ = [
+    "Inventory",
+    "InventoryError",
+    "default_inventory_path",
+    "format_epoch",
+    "insert_result",
+    "insert_scan",
+    "update_scan_end",
+]
 
 #: Results per transaction when the caller does not choose.
 DEFAULT_BATCH_SIZE = 500
@@ -250,29 +259,30 @@ class Inventory:
         """Results added since the last commit."""
         return self._pending
 
-    def begin_scan(self, arguments: dict[str, object], shard: str | None = None) -> int:
+    def begin_scan(
+        self,
+        arguments: dict[str, object],
+        shard: str | None = None,
+        *,
+        run: str | None = None,
+    ) -> int:
         """Record the start of a scan and commit it at once.
 
         Args:
             arguments: the scan's options, stored as JSON. Values that JSON
                 cannot represent are stored as their ``str()``.
             shard: which part of a shared scan this process runs, as ``i/n``.
+            run: a name that every process of one sharded scan passes, so
+                that they all get the same scan id. Without it, each call
+                records a new scan.
 
         Returns:
             The scan id to pass to `add_result` and `finish_scan`.
         """
-        text = json.dumps(arguments, sort_keys=True, default=str)
         with self._lock:
             self.flush()
             with self._write("begin scan"):
-                cursor = self._connection.execute(
-                    "INSERT INTO scans (arguments, started, shard) VALUES (?, ?, ?)",
-                    (text, format_epoch(time.time()), shard),
-                )
-        scan_id = cursor.lastrowid
-        if scan_id is None:
-            raise InventoryError(f"inventory {self.path} returned no scan id")
-        return scan_id
+                return insert_scan(self._connection, arguments, shard, run)
 
     def add_result(self, scan_id: int, result: PortResult) -> None:
         """Store one result, committing the batch when it is full or old.
@@ -292,7 +302,7 @@ class Inventory:
             with self._write(f"store result {result.ip}:{result.port}"):
                 self._connection.execute("SAVEPOINT result")
                 try:
-                    _insert_result(self._connection, scan_id, result)
+                    insert_result(self._connection, scan_id, result)
                 except BaseException:
                     # Errors such as SQLITE_FULL roll back the whole
                     # transaction, and then no savepoint is left to undo.
@@ -339,18 +349,24 @@ class Inventory:
     def finish_scan(self, scan_id: int, counts: dict[str, int]) -> None:
         """Record the end of a scan with its counts, and commit everything.
 
+        A scan shared by several processes (see `begin_scan`) adds `counts`
+        to those that the others recorded.
+
         Raises:
             ValueError: no scan has this id.
         """
-        ended = format_epoch(time.time())
         with self._lock:
             self.flush()
             with self._write("finish scan"):
-                cursor = self._connection.execute(
-                    "UPDATE scans SET ended = ?, counts = ? WHERE id = ?",
-                    (ended, json.dumps(counts, sort_keys=True), scan_id),
-                )
-        if cursor.rowcount != 1:
+                self._connection.execute("BEGIN IMMEDIATE")
+                try:
+                    found = update_scan_end(self._connection, scan_id, counts)
+                    self._connection.execute("COMMIT")
+                except BaseException:
+                    if self._connection.in_transaction:
+                        self._connection.execute("ROLLBACK")
+                    raise
+        if not found:
             raise ValueError(f"no scan with id {scan_id} in {self.path}")
 
     def close(self) -> None:
@@ -403,9 +419,63 @@ class _SqliteErrors:
             raise _error(f"failed to {self._action} in", self._path, exc) from exc
 
 
-def _insert_result(
-    connection: sqlite3.Connection, scan_id: int, result: PortResult
-) -> None:
+def insert_scan(
+    connection: SqlConnection,
+    arguments: dict[str, object],
+    shard: str | None,
+    run: str | None,
+) -> int:
+    """Insert a scan row, or join the row of `run`, and return its id.
+
+    Shards that join one row keep the earliest start time, and their shard
+    texts are joined with commas.
+    """
+    text = json.dumps(arguments, sort_keys=True, default=str)
+    row = connection.execute(
+        "INSERT INTO scans (arguments, started, shard, run) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (run) DO UPDATE SET"
+        " started = CASE WHEN excluded.started < scans.started"
+        " THEN excluded.started ELSE scans.started END,"
+        " shard = CASE WHEN scans.shard IS NULL THEN excluded.shard"
+        " WHEN excluded.shard IS NULL THEN scans.shard"
+        " ELSE scans.shard || ',' || excluded.shard END"
+        " RETURNING id",
+        (text, format_epoch(time.time()), shard, run),
+    ).fetchone()
+    return int(row[0])
+
+
+def update_scan_end(
+    connection: SqlConnection,
+    scan_id: int,
+    counts: dict[str, int],
+    lock_clause: str = "",
+) -> bool:
+    """Record a scan's end time and counts; return False if it is not found.
+
+    Counts of a scan with a run name are added to those stored, because
+    each shard finishes on its own. Call it inside a transaction that keeps
+    other writers from the row: SQLite's ``BEGIN IMMEDIATE``, or
+    PostgreSQL's with `lock_clause` ``" FOR UPDATE"``.
+    """
+    row = connection.execute(
+        "SELECT counts, run FROM scans WHERE id = ?" + lock_clause, (scan_id,)
+    ).fetchone()
+    if row is None:
+        return False
+    merged = dict(counts)
+    if row[1] is not None and row[0] is not None:
+        for key, value in json.loads(row[0]).items():
+            merged[key] = merged.get(key, 0) + int(value)
+    connection.execute(
+        "UPDATE scans SET ended = ?, counts = ? WHERE id = ?",
+        (format_epoch(time.time()), json.dumps(merged, sort_keys=True), scan_id),
+    )
+    return True
+
+
+def insert_result(connection: SqlConnection, scan_id: int, result: PortResult) -> None:
+    """Insert one result with its endpoint, chain and findings."""
     seen_epoch = result.time if result.time is not None else time.time()
     seen = format_epoch(seen_epoch)
     endpoint_id = _upsert_endpoint(connection, result)
@@ -431,7 +501,7 @@ def _insert_result(
 
 
 def previous_leaf(
-    connection: sqlite3.Connection, endpoint_id: int, scan_id: int
+    connection: SqlConnection, endpoint_id: int, scan_id: int
 ) -> tuple[str, str] | None:
     """Return the leaf SHA-256 and time of the endpoint's latest chain.
 
@@ -475,11 +545,12 @@ def result_findings(
     return found
 
 
-def _upsert_endpoint(connection: sqlite3.Connection, result: PortResult) -> int:
+def _upsert_endpoint(connection: SqlConnection, result: PortResult) -> int:
     row = connection.execute(
         "INSERT INTO endpoints (address, port, name, ptr) VALUES (?, ?, ?, ?)"
         " ON CONFLICT (address, port) DO UPDATE SET"
-        " name = coalesce(excluded.name, name), ptr = coalesce(excluded.ptr, ptr)"
+        " name = coalesce(excluded.name, endpoints.name),"
+        " ptr = coalesce(excluded.ptr, endpoints.ptr)"
         " RETURNING id",
         (result.ip, result.port, result.name, result.ptr),
     ).fetchone()
@@ -487,7 +558,7 @@ def _upsert_endpoint(connection: sqlite3.Connection, result: PortResult) -> int:
 
 
 def _upsert_chain(
-    connection: sqlite3.Connection, chain: Sequence[CertInfo], seen: str
+    connection: SqlConnection, chain: Sequence[CertInfo], seen: str
 ) -> int:
     for cert in chain:
         _upsert_certificate(connection, cert, seen)
@@ -500,23 +571,23 @@ def _upsert_chain(
     ).fetchone()
     chain_id = int(row[0])
     connection.executemany(
-        "INSERT OR IGNORE INTO chain_certificates (chain, position, certificate)"
-        " VALUES (?, ?, ?)",
+        "INSERT INTO chain_certificates (chain, position, certificate)"
+        " VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
         [(chain_id, position, cert.sha256) for position, cert in enumerate(chain)],
     )
     return chain_id
 
 
-def _upsert_certificate(
-    connection: sqlite3.Connection, cert: CertInfo, seen: str
-) -> None:
+def _upsert_certificate(connection: SqlConnection, cert: CertInfo, seen: str) -> None:
     connection.execute(
         "INSERT INTO certificates (sha256, der, subject, issuer, not_before,"
         " not_after, serial, key_type, key_bits, signature_algorithm, san, error,"
         " first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (sha256) DO UPDATE SET"
-        " first_seen = min(first_seen, excluded.first_seen),"
-        " last_seen = max(last_seen, excluded.last_seen)",
+        " first_seen = CASE WHEN excluded.first_seen < certificates.first_seen"
+        " THEN excluded.first_seen ELSE certificates.first_seen END,"
+        " last_seen = CASE WHEN excluded.last_seen > certificates.last_seen"
+        " THEN excluded.last_seen ELSE certificates.last_seen END",
         (
             cert.sha256,
             cert.der,
@@ -537,7 +608,7 @@ def _upsert_certificate(
 
 
 def _insert_observation(
-    connection: sqlite3.Connection,
+    connection: SqlConnection,
     scan_id: int,
     endpoint_id: int,
     chain_id: int | None,
@@ -545,10 +616,10 @@ def _insert_observation(
     seen: str,
 ) -> int:
     tls = result.tls
-    cursor = connection.execute(
+    row = connection.execute(
         "INSERT INTO observations (scan, endpoint, chain, state, attempt_set,"
         " version, cipher, http_server, time, result)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (
             scan_id,
             endpoint_id,
@@ -561,7 +632,5 @@ def _insert_observation(
             seen,
             json.dumps(result.to_json(), separators=(",", ":")),
         ),
-    )
-    if cursor.lastrowid is None:
-        raise sqlite3.DatabaseError("INSERT INTO observations returned no row id")
-    return cursor.lastrowid
+    ).fetchone()
+    return int(row[0])

@@ -38,8 +38,8 @@ def test_migrate_empty_file(tmp_path: Path) -> None:
 
     version = schema.migrate(connection)
 
-    assert version == schema.SCHEMA_VERSION == 1
-    assert schema.schema_version(connection) == 1
+    assert version == schema.SCHEMA_VERSION == 2
+    assert schema.schema_version(connection) == 2
     assert table_names(connection) == TABLES
     assert connection.in_transaction is False
 
@@ -106,10 +106,27 @@ def test_migrations_apply_in_order(
     connection = open_autocommit(tmp_path / "two.sqlite")
     schema.migrate(connection)
     monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, second))
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
+
+    version = schema.migrate(connection)
+
+    columns = [row[1] for row in connection.execute("PRAGMA table_info(scans)")]
+    assert version == 3
+    assert columns[-1] == "note"
+
+
+def test_version_1_file_gains_run_column(tmp_path: Path) -> None:
+    connection = open_autocommit(tmp_path / "old.sqlite")
+    for statement in schema.MIGRATIONS[0]:
+        connection.execute(statement)
+    connection.execute("PRAGMA user_version = 1")
+    connection.execute(
+        "INSERT INTO scans (arguments, started) VALUES ('{}', '2026-06-01')"
+    )
 
     version = schema.migrate(connection)
 
     columns = [row[1] for row in connection.execute("PRAGMA table_info(scans)")]
     assert version == 2
-    assert columns[-1] == "note"
+    assert columns[-1] == "run"
+    assert connection.execute("SELECT run FROM scans").fetchall() == [(None,)]
