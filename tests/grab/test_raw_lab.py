@@ -1,0 +1,208 @@
+"""The raw engine against the lab: same results as the kernel engine, and a
+capture that shows one pass per attempt with no RST from the kernel.
+
+Each engine scans the whole lab once per module, from the lab's scanner
+namespace, as a user runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dpkt
+import pytest
+
+pytestmark = pytest.mark.lab
+
+SCAN_TIMEOUT = 600
+RAW_PORTS = range(61001, 65536)
+# The recorder writes LINKTYPE_LINUX_SLL2: a 20-byte header whose first two
+# bytes are the EtherType.
+SLL2_HEADER_LEN = 20
+ETHERTYPE_IPV4 = b"\x08\x00"
+
+
+@dataclass
+class ScanRun:
+    results: dict[tuple[str, int], dict[str, Any]]
+    folder: Path
+    process: subprocess.CompletedProcess[str]
+
+
+def _scan(lab: Any, folder: Path, name: str, *extra: str) -> ScanRun:
+    manifest = lab.manifest
+    argv = [
+        sys.executable, "-m", "pktscan", "scan",
+        f"@{manifest['targets_file']}",
+        "-p", manifest["ports"],
+        "--out", str(folder / f"{name}.jsonl"),
+        "--no-db",
+        "--pcap", str(folder / f"{name}.pcap"),
+        "--rate", "2000", "--timeout", "3", "--quiet",
+        *extra,
+    ]  # fmt: skip
+    process = subprocess.run(
+        lab.exec_argv(argv),
+        capture_output=True,
+        text=True,
+        timeout=SCAN_TIMEOUT,
+        check=False,
+    )
+    results = {}
+    output = folder / f"{name}.jsonl"
+    if output.exists():
+        for line in output.read_text().splitlines():
+            record = json.loads(line)
+            results[(record["ip"], record["port"])] = record
+    return ScanRun(results, folder, process)
+
+
+@pytest.fixture(scope="module")
+def scans(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, ScanRun]:
+    folder = tmp_path_factory.mktemp("raw")
+    return {
+        "default": _scan(lab, folder, "default"),
+        "kernel": _scan(lab, folder, "kernel", "--engine", "kernel"),
+    }
+
+
+def _comparable(record: dict[str, Any]) -> dict[str, Any]:
+    """The record without what differs between any two scans: the time and
+    the source ports."""
+    record = json.loads(json.dumps(record))
+    record.pop("time")
+    if record["tls"] is not None:
+        for attempt in record["tls"]["attempts"]:
+            attempt.pop("source_port")
+    return record
+
+
+def _nft_tables(lab: Any) -> list[str]:
+    completed = subprocess.run(
+        lab.exec_argv(["nft", "-j", "list", "tables", "inet"]),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    document = json.loads(completed.stdout) if completed.stdout.strip() else {}
+    return [
+        item["table"]["name"]
+        for item in document.get("nftables", [])
+        if "table" in item and item["table"]["name"].startswith("pktscan_")
+    ]
+
+
+def test_default_engine_is_raw_as_root(scans: dict[str, ScanRun]) -> None:
+    run = scans["default"]
+    assert run.process.returncode == 0, run.process.stderr[-3000:]
+    assert "raw engine" in run.process.stderr
+
+
+def test_kernel_engine_still_runs(scans: dict[str, ScanRun]) -> None:
+    run = scans["kernel"]
+    assert run.process.returncode == 0, run.process.stderr[-3000:]
+    assert "kernel engine" in run.process.stderr
+
+
+def test_both_engines_give_identical_results(
+    lab: Any, scans: dict[str, ScanRun]
+) -> None:
+    raw, kernel = scans["default"].results, scans["kernel"].results
+    servers = lab.manifest["servers"]
+    assert len(raw) >= len(servers)
+    assert raw.keys() == kernel.keys()
+    for key in sorted(raw):
+        assert _comparable(raw[key]) == _comparable(kernel[key]), key
+
+
+def test_raw_capture_verifies_against_the_raw_profile(
+    scans: dict[str, ScanRun],
+) -> None:
+    pcap = scans["default"].folder / "default.pcap"
+    verify = subprocess.run(
+        [sys.executable, "-m", "pktscan", "capture", "verify", "--json",
+         "--profile", "raw", str(pcap)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert verify.returncode == 0, verify.stdout[-4000:] + verify.stderr[-2000:]
+    report = json.loads(verify.stdout)
+    assert report["targets"]
+    assert all(target["conforms"] for target in report["targets"])
+
+
+def _scanner_segments(
+    pcap: Path, scanner: str
+) -> list[tuple[tuple[int, str, int], int, int]]:
+    """Return ((our port, server, server port), flags, payload length) of
+    every TCP segment the scanner sent from the raw engine's port range."""
+    segments = []
+    with pcap.open("rb") as handle:
+        for _timestamp, frame in dpkt.pcap.Reader(handle):
+            if frame[:2] != ETHERTYPE_IPV4:
+                continue
+            ip = dpkt.ip.IP(frame[SLL2_HEADER_LEN:])
+            if not isinstance(ip.data, dpkt.tcp.TCP):
+                continue
+            tcp = ip.data
+            source = ".".join(str(byte) for byte in ip.src)
+            if source != scanner or tcp.sport not in RAW_PORTS:
+                continue
+            server = ".".join(str(byte) for byte in ip.dst)
+            segments.append(((tcp.sport, server, tcp.dport), tcp.flags, len(tcp.data)))
+    return segments
+
+
+def test_raw_capture_has_no_kernel_rst(lab: Any, scans: dict[str, ScanRun]) -> None:
+    """Every RST from the scanner follows its request on that connection; the
+    kernel's RST would answer the SYN/ACK before any request."""
+    pcap = scans["default"].folder / "default.pcap"
+    scanner = lab.manifest["scanner_address"]
+    requested: set[tuple[int, str, int]] = set()
+    resets = 0
+    for flow, flags, length in _scanner_segments(pcap, scanner):
+        if length:
+            requested.add(flow)
+        if flags & dpkt.tcp.TH_RST:
+            resets += 1
+            assert flow in requested, f"RST before any request on {flow}"
+    assert resets > 0
+
+
+def test_no_table_left_after_the_scans(lab: Any, scans: dict[str, ScanRun]) -> None:
+    assert _nft_tables(lab) == []
+
+
+def test_killed_scan_table_swept_by_the_next(lab: Any, tmp_path: Path) -> None:
+    argv = [
+        sys.executable, "-m", "pktscan", "scan",
+        f"@{lab.manifest['targets_file']}", "-p", lab.manifest["ports"],
+        "--no-db", "--rate", "5", "--quiet", "--engine", "raw",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        lab.exec_argv(argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        left: list[str] = []
+        for _ in range(100):
+            left = _nft_tables(lab)
+            if left:
+                break
+            time.sleep(0.1)
+        assert len(left) == 1
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    # `ip netns exec` ran the scan in place, so the kill reached pktscan.
+    assert _nft_tables(lab) == left
+
+    run = _scan(lab, tmp_path, "after-kill", "--engine", "raw")
+    assert run.process.returncode == 0, run.process.stderr[-3000:]
+    assert _nft_tables(lab) == []
