@@ -165,7 +165,7 @@ def test_raw_capture_has_no_kernel_rst(lab: Any, scans: dict[str, ScanRun]) -> N
     kernel's RST would answer the SYN/ACK before any request."""
     pcap = scans["default"].folder / "default.pcap"
     scanner = lab.manifest["scanner_address"]
-    requested: set[tuple[int, str, int]] = set()
+    requested: set[Flow] = set()
     resets = 0
     for flow, flags, length in _scanner_segments(pcap, scanner):
         if length:
