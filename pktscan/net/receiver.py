@@ -273,8 +273,9 @@ class _Child:
             if got is None:
                 # After the responses read so far, so that the parent has
                 # seen every response older than the mark when it reads it.
+                mark = before - self.receiver.delay
                 records.append(
-                    RECORD.pack(KIND_CAUGHT_UP, 0, 0, 0, 0, 0, b"", 0, before, 0)
+                    RECORD.pack(KIND_CAUGHT_UP, 0, 0, 0, 0, 0, b"", 0, mark, 0)
                 )
                 more = False
                 break
