@@ -28,6 +28,9 @@ RAW_PORTS = range(61001, 65536)
 SLL2_HEADER_LEN = 20
 ETHERTYPE_IPV4 = b"\x08\x00"
 
+# (our port, server address, server port) of one connection.
+Flow = tuple[int, str, int]
+
 
 @dataclass
 class ScanRun:
@@ -138,9 +141,7 @@ def test_raw_capture_verifies_against_the_raw_profile(
     assert all(target["conforms"] for target in report["targets"])
 
 
-def _scanner_segments(
-    pcap: Path, scanner: str
-) -> list[tuple[tuple[int, str, int], int, int]]:
+def _scanner_segments(pcap: Path, scanner: str) -> list[tuple[Flow, int, int]]:
     """Return ((our port, server, server port), flags, payload length) of
     every TCP segment the scanner sent from the raw engine's port range."""
     segments = []
