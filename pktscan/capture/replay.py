@@ -22,7 +22,8 @@ flow that brought a certificate, while every TLS flow is listed in
 gives the `HttpResult`. The result's time is that of the target's last
 packet, so the inventory judges certificate validity at the time of the
 capture. Names come from the capture's DNS answers: the first A or AAAA
-query that returned the address, and the first PTR answer for it.
+query that returned the address, and the first PTR answer for it, which
+is left out of filtered ports as a scan leaves it out.
 """
 
 from __future__ import annotations
@@ -301,12 +302,14 @@ def _port_result(
 ) -> PortResult:
     address, port = connections[0].server
     name, ptr = names.of(address)
+    state = _state(connections)
     return PortResult(
         ip=address,
         port=port,
-        state=_state(connections),
+        state=state,
         name=name,
-        ptr=ptr,
+        # A scan looks up the PTR only for ports that answered.
+        ptr=ptr if state != "filtered" else None,
         tls=_tls_result(flows) if flows else None,
         http=_http_result(connections),
         time=max(connection.events[-1].timestamp for connection in connections),
