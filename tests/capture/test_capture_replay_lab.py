@@ -1,7 +1,8 @@
 """Replay against the lab: a scan's capture must replay to the scan's results.
 
-One scan of the whole lab runs per module, from inside the lab's scanner
-namespace, with --pcap. Replaying that capture must give, per target, what
+One scan of the whole lab runs per engine (kernel and raw), from inside the
+lab's scanner namespace, with --pcap. The capture must verify under the
+engine's profile. Replaying that capture must give, per target, what
 the scan wrote to its JSON lines. `replay --to` then sends a reference
 capture's hello to the lab's live server from inside the namespace.
 """
@@ -17,7 +18,9 @@ from typing import Any
 
 import pytest
 
+from pktscan.capture.checker import check_file
 from pktscan.capture.replay import replay_file
+from pktscan.capture.sequence import Profile
 
 pytestmark = pytest.mark.lab
 
@@ -29,14 +32,22 @@ FIELD_NAMES = ("outcome", "version", "cipher", "alert", "key exchange", "chain s
 
 @dataclass
 class LabScan:
+    engine: str
     manifest: dict[str, Any]
     written: dict[tuple[str, int], dict[str, Any]]
     pcap: Path
 
 
-@pytest.fixture(scope="module")
-def lab_scan(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> LabScan:
-    folder = tmp_path_factory.mktemp("replay-scan")
+# The verify profile that describes each engine's wire sequence.
+PROFILES = {"kernel": Profile.SCAN, "raw": Profile.RAW}
+
+
+@pytest.fixture(scope="module", params=sorted(PROFILES))
+def lab_scan(
+    lab: Any, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> LabScan:
+    engine = str(request.param)
+    folder = tmp_path_factory.mktemp(f"replay-scan-{engine}")
     manifest = lab.manifest
     argv = [
         sys.executable, "-m", "pktscan", "scan",
@@ -45,7 +56,7 @@ def lab_scan(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> LabScan:
         "--out", str(folder / "results.jsonl"),
         "--no-db",
         "--pcap", str(folder / "scan.pcap"),
-        "--rate", "2000", "--timeout", "3", "--quiet",
+        "--rate", "2000", "--timeout", "3", "--quiet", "--engine", engine,
     ]  # fmt: skip
     process = subprocess.run(
         lab.exec_argv(argv),
@@ -59,12 +70,22 @@ def lab_scan(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> LabScan:
     for line in (folder / "results.jsonl").read_text().splitlines():
         record = json.loads(line)
         written[(record["ip"], record["port"])] = record
-    return LabScan(manifest, written, folder / "scan.pcap")
+    return LabScan(engine, manifest, written, folder / "scan.pcap")
 
 
 def _comparable(record: dict[str, Any]) -> dict[str, Any]:
     """Drop the result's time, which a scan and a replay take differently."""
     return {key: value for key, value in record.items() if key != "time"}
+
+
+def test_lab_scan_capture_verifies(lab_scan: LabScan) -> None:
+    # The same scan as scripts/demo runs, with each engine.
+    report = check_file(lab_scan.pcap, PROFILES[lab_scan.engine])
+    deviating = [verdict for verdict in report.targets if not verdict.conforms]
+
+    assert report.damage is None
+    assert len(report.targets) == len(lab_scan.written)
+    assert deviating == []
 
 
 def test_lab_replay_equals_scan(lab_scan: LabScan) -> None:
