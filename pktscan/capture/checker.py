@@ -266,6 +266,23 @@ def check_file(path: Path, profile: Profile) -> CheckReport:
     return check_flows(flows_from_file(path), profile, str(path))
 
 
+def detect_profile(flows: FlowSet) -> Profile:
+    """Tell which scanner engine made a capture, from its connections.
+
+    The kernel engine leaves a SYN probe (SYN, SYN/ACK, RST) beside the
+    connect() of each attempt, while the raw engine sends its first
+    ClientHello on the probe's own connection. So a capture with no probe
+    connection but with a connection that carried data is the raw engine's,
+    and any other capture is checked as the kernel engine's.
+    """
+    kinds = {connection.kind for connection in flows.connections}
+    if ConnectionKind.PROBE in kinds:
+        return Profile.SCAN
+    if any(_carries_data(connection) for connection in flows.connections):
+        return Profile.RAW
+    return Profile.SCAN
+
+
 def _carries_data(connection: Connection) -> bool:
     return bool(connection.client_stream.chunks or connection.server_stream.chunks)
 

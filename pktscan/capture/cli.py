@@ -14,7 +14,12 @@ from typing import Annotated
 
 import typer
 
-from pktscan.capture.checker import CheckReport, TargetVerdict, check_file
+from pktscan.capture.checker import (
+    CheckReport,
+    TargetVerdict,
+    check_flows,
+    detect_profile,
+)
 from pktscan.capture.flows import flows_from_file
 from pktscan.capture.ladder import render_dns, render_ladder, render_svg
 from pktscan.capture.replay_cli import replay
@@ -102,12 +107,15 @@ def render_report(report: CheckReport, *, only_deviating: bool = False) -> str:
 def verify(
     file: Annotated[Path, typer.Argument(help="pcap or pcapng file, may be gzipped")],
     profile: Annotated[
-        Profile,
+        Profile | None,
         typer.Option(
             help="expected client: scan (SYN probe, then a kernel connection "
-            "per attempt), raw (one raw pass per attempt) or any (any TLS client)"
+            "per attempt), raw (one raw pass per attempt) or any (any TLS "
+            "client); default: raw when the capture has no separate SYN probe "
+            "but carries data, else scan",
+            show_default=False,
         ),
-    ] = Profile.SCAN,
+    ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="print the report as JSON")
     ] = False,
@@ -120,9 +128,10 @@ def verify(
 ) -> None:
     """Check that a capture shows the documented wire sequence per target."""
     try:
-        report = check_file(file, profile)
+        flows = flows_from_file(file)
     except CaptureError as error:
         raise _fail_unreadable(error) from error
+    report = check_flows(flows, profile or detect_profile(flows), str(file))
     if json_output:
         typer.echo(json.dumps(report.to_json(), indent=2))
     else:
