@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import pwd
+import random
 import signal
 import sys
 import threading
@@ -17,10 +17,13 @@ from typing import Annotated, TextIO
 import typer
 
 from pktscan.errors import InputError, LocalError, PktscanError, PrivilegeError
-from pktscan.net.prober import ProbeResult, ProbeStats
+from pktscan.net.output import OutputFormat, ProgressLine, ResultWriter
+from pktscan.net.prober import ProbeStats
 from pktscan.net.prober import probe as run_probe
+from pktscan.net.resume import ResumeState, read_resume, write_resume
 from pktscan.targets import (
     TargetSpace,
+    Walk,
     parse_exclusions,
     parse_ports,
     parse_shard,
@@ -98,10 +101,39 @@ def probe(
             help="Show a progress line on stderr; default: when stderr is a terminal.",
         ),
     ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            help="Resume file: when it exists, skip the probes it records as "
+            "done and append to --output; written when the scan stops early, "
+            "removed when it completes.",
+        ),
+    ] = None,
+    output_format: Annotated[
+        OutputFormat,
+        typer.Option(
+            "--format",
+            help="json: one JSON object a line; list: 'STATE tcp PORT IP TIME' "
+            "lines, as masscan -oL writes them.",
+        ),
+    ] = OutputFormat.json,
 ) -> None:
-    """SYN-probe TARGETS x PORTS: one JSON line per port (open and closed as
+    """SYN-probe TARGETS x PORTS: one line per port (open and closed as
     responses arrive, filtered after the wait), then statistics on stderr."""
+    state = None
+    if resume is not None:
+        state = read_resume(resume)
+        if seed is None and state is not None:
+            seed = state.seed
+        if seed is None:
+            # A resumable scan needs its order again later, so it gets a
+            # seed now even when none was given.
+            seed = random.SystemRandom().getrandbits(63)
     space = _build_space(targets, ports, seed, shard, exclude, exclude_file)
+    start = 0
+    if resume is not None and state is not None:
+        start = state.start_for(space, resume)
+    walk = space.walk(start)
     account = _find_user(user) if user is not None else None
     show_progress = sys.stderr.isatty() if progress is None else progress
     stop = threading.Event()
@@ -120,47 +152,46 @@ def probe(
         sink: TextIO = sys.stdout
         if output is not None:
             try:
-                sink = stack.enter_context(output.open("w", encoding="utf-8"))
+                # A resumed scan appends to the lines of the earlier run.
+                if start > 0:
+                    stream = output.open("a", encoding="utf-8")
+                else:
+                    stream = output.open("w", encoding="utf-8")
+                sink = stack.enter_context(stream)
             except OSError as error:
                 raise InputError(
                     f"cannot open output file '{output}': {error.strerror}",
                     "check that the directory exists and is writable",
                 ) from error
 
-        def write(result: ProbeResult) -> None:
-            sink.write(json.dumps(result.to_json()) + "\n")
-            sink.flush()
+        writer = ResultWriter(sink, output_format)
+        progress_line = ProgressLine(walk, start, space.shard_steps)
 
         previous = signal.signal(signal.SIGINT, on_interrupt)
         try:
             stats = run_probe(
-                space,
+                walk,
                 rate=rate,
                 retries=retries,
                 wait=wait,
                 source_port=source_port,
-                on_result=write,
+                on_result=writer.write,
                 stop=stop,
                 max_runtime=max_runtime,
-                on_progress=_print_progress if show_progress else None,
+                on_progress=progress_line.print if show_progress else None,
                 on_ready=None if account is None else lambda: _switch_user(account),
             )
         finally:
             signal.signal(signal.SIGINT, previous)
+            writer.flush()
     if show_progress:
         print(file=sys.stderr)
     print(format_stats(stats), file=sys.stderr)
-
-
-def _print_progress(stats: ProbeStats) -> None:
-    rate = stats.sent / stats.elapsed if stats.elapsed > 0 else 0.0
-    print(
-        f"\rprobe: {stats.sent} SYN sent ({rate:.0f}/s), {stats.open} open, "
-        f"{stats.closed} closed, {stats.filtered} filtered",
-        end="",
-        file=sys.stderr,
-        flush=True,
-    )
+    warning = format_loss_warning(stats)
+    if warning:
+        print(warning, file=sys.stderr)
+    if resume is not None:
+        _update_resume(resume, space, walk)
 
 
 def _find_user(name: str) -> pwd.struct_passwd:
@@ -207,6 +238,31 @@ def _build_space(
         exclude=parse_exclusions(exclude or [], [str(p) for p in exclude_file or []]),
         seed=seed,
         shard=parse_shard(shard),
+    )
+
+
+def _update_resume(path: Path, space: TargetSpace, walk: Walk) -> None:
+    """Record where an early stop left the walk, or remove the file of a
+    completed scan."""
+    if walk.position >= space.shard_steps:
+        path.unlink(missing_ok=True)
+        return
+    write_resume(path, ResumeState.of(space, walk.position))
+    print(
+        f"probe: stopped early; rerun with the same arguments and --resume "
+        f"{path} to continue",
+        file=sys.stderr,
+    )
+
+
+def format_loss_warning(stats: ProbeStats) -> str:
+    """Return a warning line when packets were lost on our side, else ''."""
+    if not stats.kernel_drops and not stats.send_drops:
+        return ""
+    return (
+        f"warning: {stats.kernel_drops} received packets dropped by the kernel "
+        f"and {stats.send_drops} probes not sent; open ports may be missing, "
+        "so lower --rate and probe again"
     )
 
 

@@ -50,7 +50,11 @@ logger = logging.getLogger(__name__)
 # (net.ipv4.ip_local_port_range), so a source port above it does not collide
 # with the host's own connections.
 SOURCE_PORT_RANGE = (61001, 65535)
-SEEN_LIMIT = 65536
+# Answered probes are remembered in two bitmaps of this many bits, one
+# replacing the other every SEEN_GENERATION probes: at least the last 65536
+# stay remembered, in 1 MiB whatever the number of targets.
+SEEN_BITS = 1 << 22
+SEEN_GENERATION = 65536
 PROGRESS_SECONDS = 1.0
 LOGGED_ROUTE_ERRORS = 10
 LOGGED_SEND_ERRORS = 10
@@ -226,7 +230,7 @@ class _Prober:
         self.syn = {4: PacketTemplate(4, "S", with_options=True)}
         self.syn[6] = PacketTemplate(6, "S", with_options=True)
         self.pending: OrderedDict[Key, _Pending] = OrderedDict()
-        self.seen: OrderedDict[Key, None] = OrderedDict()
+        self.seen = RecentKeys(SEEN_BITS, SEEN_GENERATION)
         self.start = time.monotonic()
 
         self.routes = RouteTable()
@@ -485,9 +489,7 @@ class _Prober:
         return elapsed_ms / 1000
 
     def _remember(self, key: Key) -> None:
-        self.seen[key] = None
-        if len(self.seen) > SEEN_LIMIT:
-            self.seen.popitem(last=False)
+        self.seen.add(key)
 
     def _report(self, result: ProbeResult) -> None:
         if result.state == "open":
@@ -506,6 +508,38 @@ class _Prober:
             )
         if self.on_result is not None:
             self.on_result(result)
+
+
+class RecentKeys:
+    """An approximate set of the most recent keys, in constant memory.
+
+    Keys go into the current bitmap, one bit each, by hash. After
+    `generation` additions the older bitmap is cleared and becomes the
+    current one, so the last `generation` keys are always members. A key
+    never added is a member by hash collision with a probability of about
+    2 * generation / bits (3% with the prober's sizes).
+    """
+
+    def __init__(self, bits: int, generation: int) -> None:
+        self.mask = bits - 1
+        self.generation = generation
+        self.current = bytearray(bits // 8)
+        self.previous = bytearray(bits // 8)
+        self.count = 0
+
+    def add(self, key: Key) -> None:
+        bit = hash(key) & self.mask
+        self.current[bit >> 3] |= 1 << (bit & 7)
+        self.count += 1
+        if self.count >= self.generation:
+            self.previous, self.current = self.current, self.previous
+            self.current[:] = bytes(len(self.current))
+            self.count = 0
+
+    def __contains__(self, key: Key) -> bool:
+        bit = hash(key) & self.mask
+        flag = 1 << (bit & 7)
+        return bool((self.current[bit >> 3] | self.previous[bit >> 3]) & flag)
 
 
 def _check_interval(rate: int) -> int:

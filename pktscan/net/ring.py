@@ -38,8 +38,11 @@ TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1
 PACKET_OUTGOING = 4
 
-BLOCK_BYTES = 1 << 20
-BLOCK_COUNT = 8
+# Blocks are retired every RETIRE_MILLISECONDS even when nearly empty, so it
+# is the number of blocks that sets how long the receiver may fall behind:
+# 256 blocks of 4 ms are at least 1 s, and 64 KiB holds about 400 responses.
+BLOCK_BYTES = 1 << 16
+BLOCK_COUNT = 256
 FRAME_BYTES = 2048
 # A block that is not full is handed to the reader this long after it opened,
 # so a response waits at most about this long (plus one timer period).

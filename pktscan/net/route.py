@@ -54,7 +54,11 @@ _RTATTR = struct.Struct("=HH")
 # Neighbour states in which the kernel has a usable link-layer address.
 _USABLE_NEIGHBOUR_STATES = {"REACHABLE", "STALE", "DELAY", "PROBE", "PERMANENT"}
 NEIGHBOUR_REFRESH_SECONDS = 1.0
-ROUTE_CACHE_SIZE = 65536
+# NOTE: routes are cached per destination, so a scan of more addresses than
+# this asks the kernel again for most of them (about 10 us each). Caching per
+# route prefix would need the kernel's matching prefix (RTM_F_FIB_MATCH) and
+# a check for more specific routes and policy rules.
+ROUTE_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True)

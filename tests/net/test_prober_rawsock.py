@@ -414,7 +414,9 @@ def test_probe_command_progress_and_user(namespace_pair: NamespacePair) -> None:
     progress = [line for line in completed.stderr.splitlines() if "/s)" in line]
     assert len(progress) >= 1
     assert re.fullmatch(
-        r"probe: \d+ SYN sent \(\d+/s\), 0 open, \d+ closed, 0 filtered", progress[0]
+        r"probe: +\d+\.\d%, \d+ SYN sent \(\d+/s\), \d+ received, "
+        r"0 open \(0\.00%\), \d+ closed, 0 filtered, (\d+ s left|starting)",
+        progress[0],
     )
     assert completed.stderr.splitlines()[-1].startswith("probe: 300 SYN sent")
 
