@@ -31,6 +31,7 @@ from pktscan.errors import InputError, LocalError, PktscanError
 from pktscan.store import query
 from pktscan.store.merge import merge_inventory
 from pktscan.store.query import Filters
+from pktscan.store.sql import SqlConnection, is_postgres_url
 from pktscan.store.sqlite import Inventory, InventoryError, default_inventory_path
 
 __all__ = ["app", "exit_on_error", "reading_inventory"]
@@ -48,11 +49,11 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 DbOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--db",
-        help="Inventory file to read (default: pktscan/inventory.sqlite in"
-        " $XDG_DATA_HOME or ~/.local/share).",
+        help="Inventory to read: a file (default: pktscan/inventory.sqlite in"
+        " $XDG_DATA_HOME or ~/.local/share) or a postgresql:// URL.",
     ),
 ]
 JsonOption = Annotated[
@@ -114,9 +115,13 @@ def exit_on_error(command: Callable[_P, _R]) -> Callable[_P, _R]:
 
 
 @contextmanager
-def reading_inventory(db: Path | None) -> Iterator[sqlite3.Connection]:
-    """Open an existing inventory and turn SQLite errors into InventoryError."""
-    path = db or default_inventory_path()
+def reading_inventory(db: str | Path | None) -> Iterator[SqlConnection]:
+    """Open an existing inventory and turn database errors into InventoryError."""
+    if isinstance(db, str) and is_postgres_url(db):
+        with _reading_postgres(db) as connection:
+            yield connection
+        return
+    path = Path(db) if db is not None else default_inventory_path()
     if not path.is_file():
         raise InventoryError(
             f"inventory {path} not found",
@@ -130,6 +135,24 @@ def reading_inventory(db: Path | None) -> Iterator[sqlite3.Connection]:
             f"failed to read inventory {path}: {exc}",
             hint="the file may be corrupt: check it with sqlite3 FILE"
             " 'PRAGMA integrity_check' or pass another --db path",
+        ) from exc
+    finally:
+        store.close()
+
+
+@contextmanager
+def _reading_postgres(url: str) -> Iterator[SqlConnection]:
+    import psycopg
+
+    from pktscan.store.postgres import PostgresInventory
+
+    store = PostgresInventory.open(url, background_flush=False)
+    try:
+        yield store.connection
+    except psycopg.Error as exc:
+        raise InventoryError(
+            f"failed to read inventory {store.location}: {exc}",
+            hint="check the server and the database's permissions",
         ) from exc
     finally:
         store.close()
@@ -441,7 +464,7 @@ def export_command(
 
 
 def _export_text(
-    connection: sqlite3.Connection, rows: Sequence[query.ServedRow], export_format: str
+    connection: SqlConnection, rows: Sequence[query.ServedRow], export_format: str
 ) -> str:
     if export_format == "json":
         return json.dumps([row.to_json() for row in rows], indent=2) + "\n"

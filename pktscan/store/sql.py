@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["PostgresConnection", "SqlConnection", "SqlCursor", "to_psycopg"]
+__all__ = [
+    "PostgresConnection",
+    "SqlConnection",
+    "SqlCursor",
+    "is_postgres_url",
+    "to_psycopg",
+]
 
 
 class SqlCursor(Protocol):
@@ -39,6 +45,11 @@ class SqlConnection(Protocol):
     def execute(self, sql: str, parameters: Any = ..., /) -> SqlCursor: ...
 
     def executemany(self, sql: str, parameters: Iterable[Any], /) -> SqlCursor: ...
+
+
+def is_postgres_url(target: str) -> bool:
+    """Tell whether a ``--db`` value is a PostgreSQL URL rather than a path."""
+    return target.startswith(("postgresql://", "postgres://"))
 
 
 # A ":name" placeholder, but not the second colon of a "::type" cast.

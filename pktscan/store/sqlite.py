@@ -41,6 +41,7 @@ __all__ = [
     "insert_result",
     "insert_scan",
     "update_scan_end",
+    "upsert_in_key_order",
 ]
 
 #: Results per transaction when the caller does not choose.
@@ -498,6 +499,35 @@ def insert_result(connection: SqlConnection, scan_id: int, result: PortResult) -
                 finding.message,
             ),
         )
+
+
+def upsert_in_key_order(
+    connection: SqlConnection, results: Sequence[PortResult]
+) -> None:
+    """Upsert the certificates and chains of `results`, sorted by their keys.
+
+    PostgreSQL locks each upserted row until the transaction ends. Batches
+    that upsert shared certificates in different orders can deadlock, so
+    each batch takes the locks in one global order before its results are
+    written.
+    """
+    earliest: dict[str, tuple[CertInfo, float]] = {}
+    chains: dict[str, tuple[Sequence[CertInfo], float]] = {}
+    for result in results:
+        if result.tls is None or not result.tls.chain:
+            continue
+        seen = result.time if result.time is not None else time.time()
+        for cert in result.tls.chain:
+            if cert.sha256 not in earliest or seen < earliest[cert.sha256][1]:
+                earliest[cert.sha256] = (cert, seen)
+        key = ",".join(cert.sha256 for cert in result.tls.chain)
+        chains.setdefault(key, (result.tls.chain, seen))
+    for sha256 in sorted(earliest):
+        cert, seen = earliest[sha256]
+        _upsert_certificate(connection, cert, format_epoch(seen))
+    for key in sorted(chains):
+        chain, seen = chains[key]
+        _upsert_chain(connection, chain, format_epoch(seen))
 
 
 def previous_leaf(
