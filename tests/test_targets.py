@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import tracemalloc
 from pathlib import Path
 
@@ -563,3 +564,61 @@ def test_shards_partition_any_space(
 def test_range_text_round_trip(first: int, length: int) -> None:
     item = AddressRange(4, first, min(first + length, 2**32 - 1))
     assert parse_targets([str(item)]).networks == (item,)
+
+
+# Walks: the packed form and resuming
+
+
+def _unpack(address: bytes) -> str:
+    return str(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("shard", [(0, 1), (1, 3)])
+def test_walk_matches_text_order(shard: tuple[int, int]) -> None:
+    networks = ["198.18.0.0/26", "198.18.5.7-198.18.5.20", "2001:db8::/124"]
+    space = TargetSpace(networks, [22, 443], seed=8, shard=shard)
+    packed = [(_unpack(address), port) for address, port in space.walk()]
+    assert packed == list(space)
+
+
+def test_walk_addresses_are_packed() -> None:
+    space = TargetSpace(["198.18.0.1", "2001:db8::1"], [443], seed=1)
+    addresses = sorted(address for address, _ in space.walk())
+    assert addresses == [
+        bytes.fromhex("20010db8000000000000000000000001"),
+        bytes([198, 18, 0, 1]),
+    ]
+
+
+def test_walk_position_ends_at_shard_steps() -> None:
+    space = TargetSpace(["198.18.0.0/28"], [443], seed=3, shard=(1, 2))
+    walk = space.walk()
+    list(walk)
+    assert walk.position == space.shard_steps
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    size=st.integers(min_value=1, max_value=300),
+    cut=st.integers(min_value=0, max_value=300),
+    shard_count=st.integers(min_value=1, max_value=4),
+)
+def test_walk_resumes_after_any_cut(size: int, cut: int, shard_count: int) -> None:
+    """Stopping after `cut` pairs and walking again from the position gives
+    the rest of the walk, with nothing lost and nothing repeated."""
+    networks = [AddressRange(4, 0xC6120000, 0xC6120000 + size - 1)]
+    for index in range(shard_count):
+        space = TargetSpace(networks, [80], seed=21, shard=(index, shard_count))
+        full = list(space.walk())
+        walk = space.walk()
+        head = list(itertools.islice(walk, cut))
+        tail = list(space.walk(walk.position))
+        assert head + tail == full
+
+
+def test_walk_rejects_invalid_start() -> None:
+    space = TargetSpace(["198.18.0.0/30"], [443], seed=1)
+    with pytest.raises(ValueError, match="invalid walk start -1"):
+        space.walk(-1)
+    with pytest.raises(ValueError, match=f"invalid walk start {space.shard_steps + 1}"):
+        space.walk(space.shard_steps + 1)
