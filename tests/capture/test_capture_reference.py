@@ -53,6 +53,7 @@ class Reference:
         version: the negotiated version of the attempt with the certificate.
         chain: number of certificates in the served chain.
         common_name: the leaf's subject common name.
+        profile: the verify profile of the engine that made it.
     """
 
     name: str
@@ -62,6 +63,7 @@ class Reference:
     version: str | None = None
     chain: int = 0
     common_name: str | None = None
+    profile: Profile = Profile.SCAN
 
 
 def _first_set(name: str, address: int, version: str = "TLSv1.0") -> Reference:
@@ -156,6 +158,39 @@ REFERENCES = [
     ),
     _first_set("dh1024", 49),
     _first_set("expiring", 50),
+    # The same servers scanned with the raw engine.
+    Reference(
+        "raw-tls10-12",
+        "198.18.0.10:443",
+        "open",
+        ((1, "certificate"),),
+        "TLSv1.0",
+        1,
+        "tls10-12.lab.pktscan.test",
+        Profile.RAW,
+    ),
+    Reference(
+        "raw-tls12-only",
+        "198.18.0.11:443",
+        "open",
+        ((1, "alert"), (2, "alert"), (3, "certificate")),
+        "TLSv1.2",
+        1,
+        "tls12-only.lab.pktscan.test",
+        Profile.RAW,
+    ),
+    Reference(
+        "raw-ssl3-intolerant",
+        "198.18.0.16:443",
+        "open",
+        SSL3_INTOLERANT,
+        "SSLv3",
+        1,
+        "ssl3-intolerant.lab.pktscan.test",
+        Profile.RAW,
+    ),
+    # A closed port looks the same to both engines, so either profile fits.
+    Reference("raw-closed", "198.18.0.20:443", "closed"),
 ]
 
 
@@ -182,7 +217,7 @@ def test_reference_file_sizes() -> None:
 
 @pytest.mark.parametrize("reference", REFERENCES, ids=lambda r: r.name)
 def test_reference_verifies(reference: Reference) -> None:
-    report = check_file(_path(reference), Profile.SCAN)
+    report = check_file(_path(reference), reference.profile)
 
     assert report.damage is None
     assert report.conforms
@@ -195,6 +230,15 @@ def test_reference_verifies(reference: Reference) -> None:
 
 
 @pytest.mark.parametrize("reference", REFERENCES, ids=lambda r: r.name)
+def test_reference_verify_default_profile(reference: Reference) -> None:
+    result = CliRunner().invoke(app, ["verify", str(_path(reference))])
+
+    assert result.exit_code == 0, result.output
+    first_line = result.output.splitlines()[0]
+    assert first_line.endswith(f"profile {reference.profile.value}")
+
+
+@pytest.mark.parametrize("reference", REFERENCES, ids=lambda r: r.name)
 def test_reference_replays(reference: Reference) -> None:
     report = replay_file(_path(reference))
 
@@ -203,7 +247,8 @@ def test_reference_replays(reference: Reference) -> None:
     result = report.results[0]
     assert f"{result.ip}:{result.port}" == reference.target
     assert result.state == reference.probe
-    assert result.name == f"{reference.name}.lab.pktscan.test"
+    server_name = reference.name.removeprefix("raw-")
+    assert result.name == f"{server_name}.lab.pktscan.test"
     if reference.probe != "open":
         assert result.tls is None
         return
