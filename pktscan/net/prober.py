@@ -141,13 +141,9 @@ def endpoint(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
-@dataclass(slots=True)
-class _Pending:
-    """A probe waiting for a response."""
-
-    deadline: float
-    attempts: int
-    sent_at: float
+# A probe waiting for a response: (deadline, attempts so far, time of the
+# last SYN), all monotonic seconds. A tuple, because one is built per SYN.
+_Pending = tuple[float, int, float]
 
 
 def probe(
@@ -230,6 +226,7 @@ class _Prober:
         self.syn = {4: PacketTemplate(4, "S", with_options=True)}
         self.syn[6] = PacketTemplate(6, "S", with_options=True)
         self.pending: OrderedDict[Key, _Pending] = OrderedDict()
+        self.debug = False
         self.seen = RecentKeys(SEEN_BITS, SEEN_GENERATION)
         self.start = time.monotonic()
 
@@ -272,23 +269,16 @@ class _Prober:
         end = None if max_runtime is None else self.start + max_runtime
         stopped = False
         interval = self.check_interval
+        self.debug = logger.isEnabledFor(logging.DEBUG)
         probes = _packed_targets(targets)
-        count = 0
 
         while True:
-            if count % interval == 0:
-                if self._should_stop(stop, end):
-                    stopped = True
-                    break
-                self._check(time.monotonic())
-            # The stop check comes before taking the next target, so that a
-            # resumable Walk never counts a target that was not sent.
-            target = next(probes, None)
-            if target is None:
+            if self._should_stop(stop, end):
+                stopped = True
                 break
-            self.bucket.acquire()
-            self._send_probe(target[0], target[1], 1)
-            count += 1
+            self._check(time.monotonic())
+            if not self._send_batch(probes, interval):
+                break
 
         while self.pending and not stopped:
             if self._should_stop(stop, end):
@@ -300,7 +290,7 @@ class _Prober:
                 # Past the deadline, the verdict waits for the receiver to
                 # catch up, so the wait never drops to zero.
                 first = next(iter(self.pending.values()))
-                self._drain(min(max(first.deadline - now, 0.002), 0.05))
+                self._drain(min(max(first[0] - now, 0.002), 0.05))
 
         if stopped:
             logger.info("stopping: waiting %.1f s for late responses", self.wait)
@@ -309,6 +299,20 @@ class _Prober:
 
         self._finish()
         return self.stats
+
+    def _send_batch(self, probes: Iterator[Key], count: int) -> bool:
+        """Send the first SYN to up to `count` targets; tell whether targets
+        remain. A target is taken only when it is about to be sent, so that
+        a resumable Walk never counts one that was not."""
+        acquire = self.bucket.acquire
+        send = self._send_probe
+        for _ in range(count):
+            target = next(probes, None)
+            if target is None:
+                return False
+            acquire()
+            send(target[0], target[1], 1)
+        return True
 
     def _check(self, now: float) -> None:
         """Handle queued responses, then retransmit or report the probes
@@ -371,14 +375,17 @@ class _Prober:
         sequence = self.cookie.sequence(
             route.source, destination, self.source_port, port
         )
+        # The IP ID comes from the cookie, which differs between probes, so
+        # no random number is drawn per packet.
         packet = self.syn[version].fill(
             route.source,
             destination,
             self.source_port,
             port,
             sequence,
-            ip_id=random.getrandbits(16),
-            timestamp=self._timestamp(now),
+            ip_id=sequence & 0xFFFF,
+            # _timestamp(now), inlined because it runs for every SYN.
+            timestamp=(int((now - self.start) * 1000) + 1) & 0xFFFFFFFF,
         )
         # Packets injected on lo over AF_PACKET carry no route, and the
         # kernel drops them as martians (loopback source on input), so local
@@ -398,7 +405,7 @@ class _Prober:
                 endpoint(_text(destination), port),
                 self.sender.last_error,
             )
-        if logger.isEnabledFor(logging.DEBUG):
+        if self.debug:
             logger.debug(
                 "%s SYN %d sent via %s",
                 endpoint(_text(destination), port),
@@ -409,7 +416,7 @@ class _Prober:
         # target comes twice.
         key = (destination, port)
         self.pending.pop(key, None)
-        self.pending[key] = _Pending(now + self.wait, attempt, now)
+        self.pending[key] = (now + self.wait, attempt, now)
 
     def _timestamp(self, now: float) -> int:
         """Return the TSval for a SYN sent at `now`: milliseconds since the
@@ -420,12 +427,13 @@ class _Prober:
         """Retransmit or report as filtered the probes whose wait is over."""
         while self.pending:
             key, entry = next(iter(self.pending.items()))
-            if entry.deadline > now:
+            deadline, attempts, _ = entry
+            if deadline > now:
                 return
             del self.pending[key]
-            if resend and entry.attempts <= self.retries:
+            if resend and attempts <= self.retries:
                 self.bucket.acquire()
-                self._send_probe(key[0], key[1], entry.attempts + 1)
+                self._send_probe(key[0], key[1], attempts + 1)
                 continue
             self._remember(key)
             self._report(
@@ -477,8 +485,9 @@ class _Prober:
         """Return the RTT, or None when a retransmitted probe's response cannot
         be matched to one SYN (the ambiguity that Karn's algorithm avoids)."""
         received = response.monotonic
-        if entry.attempts == 1:
-            return received - entry.sent_at
+        _, attempts, sent_at = entry
+        if attempts == 1:
+            return received - sent_at
         if response.timestamp_echo is None:
             return None
         # The echoed TSval shows which SYN was answered, at millisecond

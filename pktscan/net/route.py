@@ -17,7 +17,6 @@ import socket
 import struct
 import subprocess
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
@@ -96,7 +95,7 @@ class RouteTable:
         self._socket = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
         self._socket.settimeout(2.0)
         self._sequence = 0
-        self._cache: OrderedDict[bytes, Route] = OrderedDict()
+        self._cache: dict[bytes, Route] = {}
 
     def close(self) -> None:
         self._socket.close()
@@ -110,12 +109,13 @@ class RouteTable:
         """
         route = self._cache.get(destination)
         if route is not None:
-            self._cache.move_to_end(destination)
             return route
         route = self._request(destination)
+        # First in, first out: a scan's random order gives a least recently
+        # used policy nothing to keep, and a hit then costs one dict lookup.
+        if len(self._cache) >= ROUTE_CACHE_SIZE:
+            del self._cache[next(iter(self._cache))]
         self._cache[destination] = route
-        if len(self._cache) > ROUTE_CACHE_SIZE:
-            self._cache.popitem(last=False)
         return route
 
     def _request(self, destination: bytes) -> Route:
