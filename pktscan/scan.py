@@ -304,7 +304,8 @@ async def _open_raw_session(options: ScanOptions) -> RawSession | None:
 
 
 async def _run_kernel(scan: _Scan, space: TargetSpace) -> None:
-    """Probe with the prober in a thread; grab open ports as answers come."""
+    """Probe with the prober in a thread and grab each open port as its
+    result arrives."""
     options = scan.options
     loop = asyncio.get_running_loop()
     answers: asyncio.Queue[ProbeResult | None] = asyncio.Queue()

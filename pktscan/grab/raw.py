@@ -1,9 +1,9 @@
 """The raw handshake engine: the attempt ladder, one raw pass per attempt.
 
-Where the kernel engine probes a port with a SYN and then connects again
-for each attempt, the raw engine's first attempt is the probe: its SYN finds
-the port open, closed or filtered, and on an open port the ClientHello goes
-out with the ACK of the SYN/ACK. The wire shows, per attempt::
+The kernel engine probes a port with a SYN and then connects again for each
+attempt. In the raw engine the first attempt is the probe: its SYN finds the
+port open, closed or filtered. On an open port the ClientHello goes out with
+the ACK of the SYN/ACK. The wire shows, per attempt::
 
     SYN  ->  SYN/ACK  <-  ACK+ClientHello  ->  server flight  <-  RST  ->
 
@@ -41,7 +41,7 @@ from pktscan.tls.sets import PROTOCOL_SETS, ProtocolSet, build_set_hello
 logger = logging.getLogger(__name__)
 
 # The kernel engine's connect() retransmits the SYN after 1 s and 3 s within
-# its timeout; a follow-up attempt sends as many SYNs over the same time.
+# its 5 s timeout, so a follow-up attempt sends as many SYNs in that time.
 FOLLOW_UP_SYNS = 3
 # strerror texts of the kernel engine's connect failures, kept equal so that
 # both engines write the same JSON.
@@ -52,7 +52,7 @@ RESET_DETAIL = os.strerror(104)  # ECONNRESET
 
 @dataclass(slots=True)
 class RawPortResult:
-    """What the raw engine found on one port.
+    """The raw engine's findings on one port.
 
     Attributes:
         state: open, closed or filtered, from the first attempt's SYN.
@@ -204,7 +204,7 @@ class RawSession:
 
     Use `async with RawSession(...) as engine:`. On entry it installs the
     table (after removing tables that dead runs left), starts the engine and
-    runs the self-test; on exit, or when any of that fails, it closes the
+    runs the self-test. On exit, or when any of that fails, it closes the
     engine and deletes the table.
 
     Args:

@@ -13,8 +13,8 @@ One `exchange` is one connection: SYN, SYN/ACK, the request on the ACK, the
 reply, the RST. The number of entries in the table is bounded by
 `max_connections`; an `exchange` beyond it waits for a free entry.
 
-The kernel must be kept from answering the SYN/ACKs (see
-`pktscan.net.firewall`); `self_test` checks that it is.
+The kernel must be kept from resetting the connections when their SYN/ACKs
+arrive (see `pktscan.net.firewall`), and `self_test` checks that it is.
 """
 
 from __future__ import annotations
@@ -48,13 +48,13 @@ from pktscan.net.usertcp import (
 logger = logging.getLogger(__name__)
 
 # Linux hands out ephemeral ports from 32768-60999 by default
-# (net.ipv4.ip_local_port_range); the engine's range lies above it, like the
+# (net.ipv4.ip_local_port_range). The engine's range lies above it, like the
 # prober's, so that the nftables rule leaves the host's connections alone.
 ENGINE_PORT_RANGE = (61001, 65535)
 DEFAULT_MAX_CONNECTIONS = 10_000
 # After the chain is complete, the rest of the flight (ServerKeyExchange,
-# ServerHelloDone) usually arrives in the same or the next segment; the
-# kernel engine waits as long for it, so both record the key exchange.
+# ServerHelloDone) usually arrives in the same or the next segment. The
+# kernel engine waits as long for it, so both engines record the key exchange.
 CHAIN_GRACE_SECONDS = 0.2
 RECEIVE_BATCH = 512
 RECEIVE_BUFFER_BYTES = 32 * 1024 * 1024
@@ -70,7 +70,7 @@ StopReason = Literal["eof", "reset", "timeout"]
 
 
 class ReplyConsumer(Protocol):
-    """What reads a reply: `HandshakeReader` fits, and so does `HttpHead`."""
+    """A reader of replies, such as `HandshakeReader` or `HttpHead`."""
 
     def feed(self, data: bytes) -> object: ...
 
@@ -87,7 +87,7 @@ class EngineError(LocalError):
 
 @dataclass(frozen=True, slots=True)
 class Exchange:
-    """How one connection ended.
+    """The end of one connection.
 
     Attributes:
         state: open (SYN/ACK), closed (RST to the SYN) or filtered (every
@@ -416,7 +416,7 @@ class RawEngine:
 
     def _allocate_key(self, destination: bytes, port: int) -> tuple[int, bytes, int]:
         """Take the next source port in the range that is not in use with
-        this server; ports rotate so that one is reused as late as possible."""
+        this server. Ports rotate, so a port is reused as late as possible."""
         low, high = self.port_range
         size = high - low + 1
         for _ in range(size):
@@ -670,10 +670,10 @@ SELF_TEST_REPLY = b"pktscan self-test ok\n"
 async def self_test(engine: RawEngine, timeout: float = 2.0) -> None:
     """Check that the engine completes an exchange with a loopback server.
 
-    A kernel listener on 127.0.0.1 receives our request and answers one
+    A kernel listener on 127.0.0.1 receives our request and sends back one
     line. If the kernel resets our connections (no nftables rule, or one
-    that does not match), the SYN/ACK is answered by the kernel's RST and
-    the exchange fails.
+    that does not match), the kernel's RST to the SYN/ACK ends the exchange
+    before the request arrives.
 
     Raises:
         EngineError: the exchange failed.

@@ -1,8 +1,8 @@
 """Keep the kernel from resetting the raw engine's connections, with nftables.
 
 The raw engine's connections exist only in pktscan, so when a SYN/ACK
-arrives for one of its source ports the kernel finds no socket and answers
-with an RST of its own (RFC 9293 section 3.10.7.1), which kills the
+arrives for one of its source ports the kernel finds no socket and sends
+an RST of its own (RFC 9293 section 3.10.7.1), which kills the
 connection on the server. `KernelResetGuard` adds an nftables table that
 drops incoming TCP segments to pktscan's source-port range in the
 prerouting hook. AF_PACKET sockets receive a packet before the IP layer

@@ -4,9 +4,9 @@
 request (a ClientHello) on the ACK of the SYN/ACK, reassembles the server's
 reply by sequence number, acknowledges it so that a large certificate chain
 keeps flowing, retransmits the SYN and the request on timeout, and ends the
-connection with an RST when told to. It owns no socket and no clock: each
-call takes the current time and returns the segments to send, the reply
-bytes now in order, and the events that happened (`TcpOutput`). The driver
+connection with an RST when the driver calls `abort`. It owns no socket and
+no clock: each call takes the current time and returns the segments to send,
+the reply bytes now in order, and the events that happened (`TcpOutput`). The driver
 (`pktscan.grab.raw`) turns segments into packets and calls `poll` at
 `deadline`.
 
@@ -56,10 +56,10 @@ def sequence_difference(a: int, b: int) -> int:
 
 
 class TcpState(enum.Enum):
-    """Where a connection is, in the client's view.
+    """Connection state, in the client's view.
 
     HELD is ESTABLISHED with the request not yet sent, because the caller
-    asked to send it later (`send_request`).
+    sends it later with `send_request`.
     """
 
     CREATED = "created"
@@ -70,10 +70,10 @@ class TcpState(enum.Enum):
 
 
 class TcpEvent(enum.Enum):
-    """What happened to a connection, for the driver to act on."""
+    """An event of a connection that the driver acts on."""
 
     ESTABLISHED = "established"  # the SYN/ACK arrived
-    REFUSED = "refused"  # an RST answered the SYN: the port is closed
+    REFUSED = "refused"  # an RST acknowledged the SYN: the port is closed
     UNANSWERED = "unanswered"  # every SYN went unanswered
     RESET = "reset"  # the server reset the established connection
     FIN = "fin"  # the server closed its side, all data before it delivered
@@ -161,7 +161,7 @@ class OutboundSegment:
 
 @dataclass(slots=True)
 class TcpOutput:
-    """What one call produced: segments to send, reply bytes, events."""
+    """The result of one call: segments to send, reply bytes, events."""
 
     segments: list[OutboundSegment] = field(default_factory=list)
     data: bytes = b""
@@ -189,7 +189,7 @@ class TcpClient:
         initial_sequence: our initial sequence number, 0 to 2**32 - 1, random
             per connection so that old segments do not match.
         settings: the engine's parameters.
-        request: the bytes to send on the ACK of the SYN/ACK; None holds the
+        request: the bytes to send on the ACK of the SYN/ACK. None keeps the
             connection in HELD until `send_request`.
     """
 
@@ -368,7 +368,7 @@ class TcpClient:
     def _receive_in_syn_sent(self, segment: InboundSegment, now: float) -> TcpOutput:
         flags = segment.flags
         # RFC 9293 section 3.10.7.3: in SYN-SENT only an ACK of our SYN is
-        # acceptable; anything else is ignored here rather than answered.
+        # acceptable. Anything else is dropped without a reply.
         if not flags & TCP_ACK or segment.acknowledgment != self.send_next:
             return TcpOutput()
         if flags & TCP_RST:
@@ -424,7 +424,7 @@ class TcpClient:
 
     def _receive_reset(self, segment: InboundSegment) -> TcpOutput:
         # RFC 5961 section 3 accepts an RST only at exactly receive_next and
-        # answers other in-window RSTs with a challenge ACK. A client that is
+        # sends a challenge ACK for other in-window RSTs. A client that is
         # about to reset anyway takes any in-window RST.
         offset = sequence_difference(segment.sequence, self.receive_next)
         if not 0 <= offset < self.settings.receive_window:
