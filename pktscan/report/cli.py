@@ -12,6 +12,7 @@ from pktscan.errors import InputError, LocalError
 from pktscan.report.data import collect
 from pktscan.report.html import render
 from pktscan.store.cli import DbOption, exit_on_error, reading_inventory
+from pktscan.store.sql import is_postgres_url
 from pktscan.store.sqlite import default_inventory_path
 
 __all__ = ["report"]
@@ -34,9 +35,13 @@ def report(
         raise InputError(
             f"invalid --html {html}: it is a directory", hint="give a file path"
         )
-    source = db or default_inventory_path()
+    source = str(db or default_inventory_path())
+    if is_postgres_url(source):
+        from pktscan.store.postgres import redact
+
+        source = redact(source)
     with reading_inventory(db) as connection:
-        data = collect(connection, str(source), datetime.now(UTC))
+        data = collect(connection, source, datetime.now(UTC))
     page = render(data)
     try:
         html.write_text(page, encoding="utf-8")
