@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from pktscan.errors import InputError, LabError
 from pktscan.lab import Lab
 from pktscan.lab.plan import SERVERS
 from pktscan.store import query
@@ -214,3 +215,13 @@ def test_report_shows_change(lab_scans: LabScans, tmp_path: Path) -> None:
     )
     assert changed_row in html
     assert '<td class="mono">198.18.0.11:443</td><td>removed</td>' in html
+
+
+def test_replace_rejects_server_without_certificate(findings_lab: Lab) -> None:
+    with pytest.raises(LabError, match="lab server 'http' serves no certificate"):
+        findings_lab.replace_certificate("http")
+
+
+def test_stop_rejects_unknown_server(findings_lab: Lab) -> None:
+    with pytest.raises(InputError, match="unknown lab server 'nosuch'"):
+        findings_lab.stop_server("nosuch")
