@@ -170,7 +170,7 @@ def show(
     typer.echo("\n\n".join(sections) if sections else "no TCP connections")
     if svg is not None:
         try:
-            svg.write_text(render_svg(drawn, start), encoding="utf-8")
+            svg.write_text(render_svg(drawn, start, flows.dns), encoding="utf-8")
         except OSError as error:
             typer.echo(f"error: cannot write {svg}: {error.strerror}", err=True)
             raise typer.Exit(EXIT_UNREADABLE) from error

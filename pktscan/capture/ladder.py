@@ -17,6 +17,7 @@ the TCP flags, or the names of the messages that start in the segment
 
 from __future__ import annotations
 
+import ipaddress
 from collections import defaultdict
 from dataclasses import dataclass
 from html import escape
@@ -27,10 +28,25 @@ from pktscan.capture.stream import Stream
 from pktscan.capture.tlsview import StreamView, view_stream
 
 LABEL_WIDTH = 30
-SVG_ROW_PX = 22
-SVG_WIDTH_PX = 900
-SVG_LEFT_PX = 300
-SVG_RIGHT_PX = 600
+SVG_ROW_PX = 24
+SVG_MARGIN_PX = 10
+SVG_CLIENT_PX = 240
+SVG_SERVER_PX = 840
+SVG_WIDTH_PX = 1060
+# 12 px monospace glyphs are about 7.2 px wide, so this many characters fit
+# between the lifelines with a margin.
+SVG_LABEL_CHARS = 80
+SVG_CONTROL_COLOUR = "#000"
+SVG_DATA_COLOUR = "#1f5fbf"
+SVG_RST_COLOUR = "#c00"
+# A label made only of these flag names is a segment without payload.
+TCP_FLAG_NAMES = frozenset({"SYN", "FIN", "RST", "PSH", "ACK", "none"})
+SVG_LEGEND = (
+    "Each arrow is one TCP segment: its packet number and seconds since the "
+    "first packet are on the left.",
+    "Black: TCP control (SYN, ACK, FIN). Blue: payload, named by the TLS, "
+    "SSL 2.0 or HTTP messages that start in it. Red: RST.",
+)
 DNS_TYPE_NAMES = {1: "A", 28: "AAAA", 12: "PTR"}
 
 
@@ -122,22 +138,35 @@ def render_dns(exchanges: tuple[DnsExchange, ...], start_time: float) -> str:
     return "\n".join(lines)
 
 
-def render_svg(connections: list[Connection], start_time: float) -> str:
-    """Draw connections as one SVG ladder, a section per connection."""
-    body: list[str] = []
-    y = SVG_ROW_PX
-    for connection in connections:
-        body.append(_svg_text(10, y, connection_title(connection), bold=True))
-        top = y + 6
+def render_svg(
+    connections: list[Connection],
+    start_time: float,
+    dns: tuple[DnsExchange, ...] = (),
+) -> str:
+    """Draw connections as one SVG ladder, a section per connection.
+
+    A legend comes first, then the DNS exchanges that returned or named a
+    drawn server's address, as text lines, then each connection with its
+    two ends named above their lifelines. Every label
+    sits above its arrow between the lifelines, cut with an ellipsis when it
+    is longer than `SVG_LABEL_CHARS`; the full text is the label's tooltip.
+    """
+    body = [
+        _svg_text(SVG_MARGIN_PX, SVG_ROW_PX * number, line)
+        for number, line in enumerate(SVG_LEGEND, 1)
+    ]
+    y = SVG_ROW_PX * (len(SVG_LEGEND) + 2)
+    dns = _dns_of(connections, dns)
+    if dns:
+        body.append(_svg_text(SVG_MARGIN_PX, y, "DNS", bold=True))
         y += SVG_ROW_PX
-        for row in ladder_rows(connection, start_time):
-            body.append(_svg_row(row, y))
+        for line in render_dns(dns, start_time).splitlines():
+            body.append(_svg_text(SVG_MARGIN_PX, y, line))
             y += SVG_ROW_PX
-        for x in (SVG_LEFT_PX, SVG_RIGHT_PX):
-            body.append(
-                f'<line x1="{x}" y1="{top}" x2="{x}" y2="{y - SVG_ROW_PX + 6}" '
-                'stroke="#888"/>'
-            )
+        y += SVG_ROW_PX
+    for connection in connections:
+        section, y = _svg_connection(connection, start_time, y)
+        body.extend(section)
         y += SVG_ROW_PX
     header = (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{SVG_WIDTH_PX}" '
@@ -145,31 +174,94 @@ def render_svg(connections: list[Connection], start_time: float) -> str:
     )
     marker = (
         '<defs><marker id="head" markerWidth="8" markerHeight="8" refX="8" '
-        'refY="4" orient="auto"><path d="M0,0 L8,4 L0,8 z"/></marker></defs>'
+        'refY="4" orient="auto"><path d="M0,0 L8,4 L0,8 z" '
+        'fill="context-stroke"/></marker></defs>'
     )
-    return "\n".join([header, marker, *body, "</svg>"]) + "\n"
+    background = '<rect width="100%" height="100%" fill="#fff"/>'
+    return "\n".join([header, marker, background, *body, "</svg>"]) + "\n"
+
+
+def _dns_of(
+    connections: list[Connection], dns: tuple[DnsExchange, ...]
+) -> tuple[DnsExchange, ...]:
+    addresses = {connection.server[0] for connection in connections}
+    reverse_names = {ipaddress.ip_address(a).reverse_pointer for a in addresses}
+    return tuple(
+        exchange
+        for exchange in dns
+        if exchange.name in reverse_names or addresses & set(exchange.answers)
+    )
+
+
+def _svg_connection(
+    connection: Connection, start_time: float, y: int
+) -> tuple[list[str], int]:
+    """Draw one connection from height `y`; return its elements and end height."""
+    body = [_svg_text(SVG_MARGIN_PX, y, connection_title(connection), bold=True)]
+    y += SVG_ROW_PX
+    client = f"client {_endpoint(connection.client)}"
+    server = f"server {_endpoint(connection.server)}"
+    body.append(_svg_text(SVG_MARGIN_PX, y, "packet  time (s)", bold=True))
+    body.append(_svg_text(SVG_CLIENT_PX, y, client, bold=True, anchor="middle"))
+    body.append(_svg_text(SVG_SERVER_PX, y, server, bold=True, anchor="middle"))
+    top = y + 6
+    y += SVG_ROW_PX
+    for row in ladder_rows(connection, start_time):
+        body.append(_svg_row(row, y))
+        y += SVG_ROW_PX
+    for x in (SVG_CLIENT_PX, SVG_SERVER_PX):
+        body.append(
+            f'<line x1="{x}" y1="{top}" x2="{x}" y2="{y - SVG_ROW_PX + 6}" '
+            'stroke="#888"/>'
+        )
+    return body, y
 
 
 def _svg_text(
-    x: int, y: int, text: str, *, bold: bool = False, end: bool = False
+    x: int,
+    y: int,
+    text: str,
+    *,
+    bold: bool = False,
+    anchor: str = "start",
+    fill: str = "#000",
+    title: str | None = None,
 ) -> str:
     weight = ' font-weight="bold"' if bold else ""
-    anchor = ' text-anchor="end"' if end else ""
-    return f'<text x="{x}" y="{y}"{weight}{anchor}>{escape(text)}</text>'
+    tooltip = f"<title>{escape(title)}</title>" if title is not None else ""
+    return (
+        f'<text x="{x}" y="{y}" text-anchor="{anchor}" fill="{fill}"{weight} '
+        f'xml:space="preserve">{escape(text)}{tooltip}</text>'
+    )
+
+
+def _row_colour(row: Row) -> str:
+    parts = row.label.split(", ")
+    flags = parts[0].split("/")
+    if "RST" in flags:
+        return SVG_RST_COLOUR
+    if len(parts) == 1 and set(flags) <= TCP_FLAG_NAMES:
+        return SVG_CONTROL_COLOUR
+    return SVG_DATA_COLOUR
 
 
 def _svg_row(row: Row, y: int) -> str:
     start, end = (
-        (SVG_LEFT_PX, SVG_RIGHT_PX)
+        (SVG_CLIENT_PX, SVG_SERVER_PX)
         if row.sender is Side.CLIENT
-        else (SVG_RIGHT_PX, SVG_LEFT_PX)
+        else (SVG_SERVER_PX, SVG_CLIENT_PX)
     )
-    colour = "#c00" if "RST" in row.label else "#000"
+    colour = _row_colour(row)
     arrow = (
         f'<line x1="{start}" y1="{y}" x2="{end}" y2="{y}" stroke="{colour}" '
         'marker-end="url(#head)"/>'
     )
-    stamp = _svg_text(10, y + 4, f"{row.number:>6} {row.offset_s:+.6f}")
-    label_x = SVG_LEFT_PX - 8 if row.sender is Side.CLIENT else SVG_RIGHT_PX + 8
-    label = _svg_text(label_x, y - 4, row.label, end=row.sender is Side.CLIENT)
-    return "\n".join([arrow, stamp, label])
+    stamp = _svg_text(SVG_MARGIN_PX, y + 4, f"{row.number:>6}  {row.offset_s:+.6f}")
+    label = row.label
+    title = None
+    if len(label) > SVG_LABEL_CHARS:
+        title = label
+        label = label[: SVG_LABEL_CHARS - 1] + "\u2026"
+    middle = (SVG_CLIENT_PX + SVG_SERVER_PX) // 2
+    text = _svg_text(middle, y - 5, label, anchor="middle", fill=colour, title=title)
+    return "\n".join([arrow, stamp, text])

@@ -16,6 +16,7 @@ import hashlib
 import shutil
 import struct
 import subprocess
+import xml.dom.minidom
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -501,3 +502,32 @@ def test_variant_truncated_file(tmp_path: Path) -> None:
     replayed = CliRunner().invoke(app, ["replay", str(path)])
     assert replayed.exit_code == 1
     assert "0 with a certificate" in replayed.output
+
+
+def _text_of(node: xml.dom.minidom.Element) -> str:
+    child = node.firstChild
+    assert isinstance(child, xml.dom.minidom.Text)
+    return child.data
+
+
+def test_reference_show_svg(tmp_path: Path) -> None:
+    svg = tmp_path / "ladder.svg"
+    path = CAPTURES / "tls12-only.pcap"
+    result = CliRunner().invoke(app, ["show", str(path), "--svg", str(svg)])
+
+    assert result.exit_code == 0, result.output
+    document = xml.dom.minidom.parse(str(svg))
+    texts = [
+        (_text_of(node), node.getAttribute("fill"))
+        for node in document.getElementsByTagName("text")
+    ]
+    labels = [text for text, _ in texts]
+    assert labels[0].startswith("Each arrow is one TCP segment")
+    assert labels.count("server 198.18.0.11:443") == 4
+    assert sum(label.startswith("client 198.18.0.1:") for label in labels) == 4
+    assert any(label.startswith("DNS A tls12-only.lab", 20) for label in labels)
+    flight = "ServerHello, Certificate, ServerKeyExchange, ServerHelloDone"
+    assert (flight, "#1f5fbf") in texts
+    assert ("ClientHello (set 3)", "#1f5fbf") in texts
+    assert texts.count(("RST/ACK", "#c00")) == 3
+    assert ("SYN/ACK", "#000") in texts
