@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from pktscan.capture.checker import check_file
+from pktscan.capture.cli import app
 from pktscan.capture.replay import replay_file
 from pktscan.capture.sequence import Profile
 
@@ -86,6 +88,18 @@ def test_lab_scan_capture_verifies(lab_scan: LabScan) -> None:
     assert report.damage is None
     assert len(report.targets) == len(lab_scan.written)
     assert deviating == []
+
+
+def test_lab_scan_verify_default_profile(lab_scan: LabScan) -> None:
+    # scripts/demo runs verify without --profile on the same scan's capture.
+    result = CliRunner().invoke(app, ["verify", str(lab_scan.pcap)])
+
+    assert result.exit_code == 0, result.output
+    profile = PROFILES[lab_scan.engine].value
+    assert result.output.splitlines()[0].endswith(f"profile {profile}")
+    assert result.output.splitlines()[-1] == (
+        f"result: 0 of {len(lab_scan.written)} targets deviate"
+    )
 
 
 def test_lab_replay_equals_scan(lab_scan: LabScan) -> None:
