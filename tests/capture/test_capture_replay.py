@@ -6,9 +6,12 @@ expected chain, outcome and packet number is known exactly.
 
 from __future__ import annotations
 
+import datetime
 import json
+import random
 import sqlite3
 from pathlib import Path
+from typing import get_args
 
 import dpkt
 import pytest
@@ -20,11 +23,16 @@ from capture_builders import (
     Conversation,
     alert_flight,
     certificate_flight,
+    certificate_message,
     handshake,
     record,
     scan_target,
     server_hello,
 )
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from typer.testing import CliRunner
 
 from pktscan.capture.cli import app
@@ -35,6 +43,7 @@ from pktscan.capture.replay import (
     hello_format_of,
     replay_file,
 )
+from pktscan.tls.client import Outcome
 from pktscan.tls.sets import build_set_hello
 
 RANDOM = bytes(range(32))
@@ -329,3 +338,87 @@ def test_replay_cli_flow_not_found(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "flow 3 not found" in result.output
     assert "has 2 TLS flows" in result.output
+
+
+# Damaged input
+
+CAPTURES = Path(__file__).resolve().parents[2] / "captures"
+MUTATIONS_PER_FILE = 40
+OUTCOMES = set(get_args(Outcome))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "tls12-only.pcap",
+        "ssl2-only.pcap",
+        pytest.param(
+            "bigchain.pcap",
+            marks=pytest.mark.xfail(
+                raises=ValueError,
+                strict=True,
+                reason="one mutation makes a certificate subject invalid; "
+                "see test_replay_invalid_subject",
+            ),
+        ),
+        "http.pcap",
+    ],
+)
+def test_replay_mutated_captures(tmp_path: Path, name: str) -> None:
+    original = (CAPTURES / name).read_bytes()
+    generator = random.Random(name)
+    path = tmp_path / name
+    for _ in range(MUTATIONS_PER_FILE):
+        data = bytearray(original)
+        for _ in range(generator.randint(1, 8)):
+            position = generator.randrange(24, len(data))
+            data[position] = generator.randrange(256)
+        cut = generator.randrange(24, len(data) + 1)
+        path.write_bytes(bytes(data[:cut]))
+
+        report = replay_file(path)
+        assert report.frames >= 0
+        for flow in report.flows:
+            assert flow.outcome.outcome in OUTCOMES
+        result = CliRunner().invoke(app, ["replay", str(path), "-o", "-"])
+        assert result.exit_code in (0, 1), result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def _der_with_invalid_subject() -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bad.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ca")]))
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    assert der.count(b"bad.test") == 1
+    # 0xff never occurs in UTF-8, so the subject's UTF8String is invalid.
+    return der.replace(b"bad.test", b"\xffad.test")
+
+
+@pytest.mark.xfail(
+    raises=ValueError,
+    strict=True,
+    reason="pktscan.certs reads cert.subject outside its error guard, so an "
+    "invalid subject raises ValueError instead of setting CertInfo.error",
+)
+def test_replay_invalid_subject(tmp_path: Path) -> None:
+    der = _der_with_invalid_subject()
+    flight = record(22, server_hello() + certificate_message(der) + handshake(14, b""))
+    builder = CaptureBuilder()
+    _attempt_with_reply(builder, 50001, flight)
+    report = _replay(builder, tmp_path)
+
+    result = report.results[0]
+    assert result.tls is not None
+    assert result.tls.chain[0].der == der
+    assert result.tls.chain[0].error is not None
