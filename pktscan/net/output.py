@@ -17,7 +17,7 @@ FLUSH_SECONDS = 0.2
 
 
 class OutputFormat(enum.StrEnum):
-    """How each result is written."""
+    """Format of the result lines."""
 
     json = "json"
     list = "list"

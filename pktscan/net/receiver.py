@@ -58,6 +58,7 @@ _COUNTERS = struct.Struct("=QQ")
 
 # Packets the child reads before writing their records to the pipe.
 RECEIVE_BATCH = 256
+MAX_BATCHES = 1024
 POLL_SECONDS = 0.05
 # Linux caps pipes at /proc/sys/fs/pipe-max-size (1 MiB by default) for
 # unprivileged users; about 24,000 records fit in 1 MiB.
@@ -82,7 +83,7 @@ class Response:
 
 @dataclass(frozen=True, slots=True)
 class ChildCounters:
-    """What only the child counts, returned by `ReceiverProcess.stop`."""
+    """Counters that only the child keeps, returned by `ReceiverProcess.stop`."""
 
     resets_sent: int
     invalid: int
@@ -102,6 +103,12 @@ class ReceiverProcess:
         self.sender = sender
         self.cookie = cookie
         self.source_port = source_port
+        # Built here, because building runs scapy, which the child must not:
+        # the parent may have other threads, and a fork copies their locks.
+        self.rst = {
+            4: PacketTemplate(4, "R", with_options=False),
+            6: PacketTemplate(6, "R", with_options=False),
+        }
         self.caught_up = 0.0
         self.pid: int | None = None
         self._records = -1
@@ -229,10 +236,7 @@ class _Child:
         self.source_port = parent.source_port
         self.records = records
         self.control = control
-        self.rst = {
-            4: PacketTemplate(4, "R", with_options=False),
-            6: PacketTemplate(6, "R", with_options=False),
-        }
+        self.rst = parent.rst
         self.resets_sent = 0
         self.invalid = 0
         self.poll = select.poll()
@@ -255,10 +259,12 @@ class _Child:
             for fd, _ in self.poll.poll(POLL_SECONDS * 1000):
                 if fd == self.control:
                     stopping = True
-            # A last full read after the stop, so that responses queued
-            # before it still reach the parent.
-            while self._read_batch():
-                pass
+            # After a stop, one more read until the socket is empty, so that
+            # responses queued before the stop still reach the parent. The
+            # bound lets a flood of packets delay the stop check, not block it.
+            for _ in range(MAX_BATCHES):
+                if not self._read_batch():
+                    break
             if stopping:
                 return
 

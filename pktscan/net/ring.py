@@ -38,9 +38,9 @@ TP_STATUS_KERNEL = 0
 TP_STATUS_USER = 1
 PACKET_OUTGOING = 4
 
-# Blocks are retired every RETIRE_MILLISECONDS even when nearly empty, so it
-# is the number of blocks that sets how long the receiver may fall behind:
-# 256 blocks of 4 ms are at least 1 s, and 64 KiB holds about 400 responses.
+# Blocks are retired every RETIRE_MILLISECONDS even when nearly empty. So the
+# number of blocks sets how long the receiver may fall behind: 256 blocks of
+# 4 ms are at least 1 s. A 64 KiB block holds about 400 responses.
 BLOCK_BYTES = 1 << 16
 BLOCK_COUNT = 256
 FRAME_BYTES = 2048
