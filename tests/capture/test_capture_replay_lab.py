@@ -124,13 +124,23 @@ def _fields(output: str) -> dict[str, list[str]]:
     return fields
 
 
-def test_lab_replay_to_live_server(lab: Any) -> None:
-    server = next(s for s in lab.manifest["servers"] if s["name"] == "tls12-only")
+@pytest.mark.parametrize(
+    ("name", "flow"),
+    [
+        ("tls12-only", 3),
+        ("ssl2-only", 1),
+        ("ssl3-intolerant", 4),
+        ("raw-tls12-only", 3),
+    ],
+)
+def test_lab_replay_to_live_server(lab: Any, name: str, flow: int) -> None:
+    server_name = name.removeprefix("raw-")
+    server = next(s for s in lab.manifest["servers"] if s["name"] == server_name)
     argv = [
         sys.executable, "-m", "pktscan", "capture", "replay",
-        str(CAPTURES / "tls12-only.pcap"),
+        str(CAPTURES / f"{name}.pcap"),
         "--to", f"{server['address']}:{server['port']}",
-        "--flow", "3",
+        "--flow", str(flow),
     ]  # fmt: skip
     process = subprocess.run(
         lab.exec_argv(argv),
