@@ -28,11 +28,14 @@ from pktscan.grab.rawengine import DEFAULT_MAX_CONNECTIONS
 from pktscan.lab.cli import app as lab_app
 from pktscan.net.cli import probe as probe_command
 from pktscan.render import print_scan_table, scan_progress
+from pktscan.report.cli import report as report_command
 from pktscan.results import PortResult
 from pktscan.scan import ENGINES, ResultSink, ScanOptions, ScanSummary, run_scan
+from pktscan.store import open_inventory
 from pktscan.store.cli import app as inventory_app
 from pktscan.store.jsonl import JsonLinesWriter
-from pktscan.store.sqlite import Inventory, default_inventory_path
+from pktscan.store.postgres import PostgresInventory
+from pktscan.store.sqlite import Inventory
 
 EXIT_INTERRUPTED = 130
 
@@ -48,6 +51,7 @@ app.add_typer(capture_app, name="capture", help="Verify, replay and draw capture
 app.add_typer(inventory_app, name="inventory", help="The certificate inventory.")
 app.command("probe")(probe_command)
 app.command("grab")(grab_command)
+app.command("report")(report_command)
 
 err_console = Console(stderr=True, soft_wrap=True)
 
@@ -82,8 +86,18 @@ def scan(
         typer.Option("--out", "-o", help="Write JSON lines here ('-' for stdout)."),
     ] = None,
     db: Annotated[
-        Path | None,
-        typer.Option(help="SQLite inventory to write (default: the user's data dir)."),
+        str | None,
+        typer.Option(
+            help="Inventory to write: a SQLite file or a postgresql:// URL"
+            " (default: inventory.sqlite in the user's data dir)."
+        ),
+    ] = None,
+    run: Annotated[
+        str | None,
+        typer.Option(
+            help="Name shared by the shards of one scan, so that they land in"
+            " one scan record of a shared inventory."
+        ),
     ] = None,
     no_db: Annotated[
         bool, typer.Option("--no-db", help="Do not write the inventory.")
@@ -165,10 +179,11 @@ def scan(
     inventory = None
     scan_id = 0
     if not no_db:
-        inventory = Inventory.open(db or default_inventory_path())
+        inventory = open_inventory(db)
         scan_id = inventory.begin_scan(
             {"argv": sys.argv[1:], "targets": list(targets), "ports": ports},
             shard=shard if shard != "0/1" else None,
+            run=run,
         )
         sinks.append(_InventorySink(inventory, scan_id))
 
@@ -232,7 +247,7 @@ def hello(
 
 
 class _InventorySink:
-    def __init__(self, inventory: Inventory, scan_id: int) -> None:
+    def __init__(self, inventory: Inventory | PostgresInventory, scan_id: int) -> None:
         self.inventory = inventory
         self.scan_id = scan_id
 
