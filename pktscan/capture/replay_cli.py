@@ -1,9 +1,9 @@
 """The `pktscan capture replay` command: certificates from a capture, offline.
 
-Exit codes: 0 when the file was read to its end (and, with --to, the live
-reply matched the recorded one), 1 when the file is damaged part-way or
-the live reply differs, 2 when the file cannot be read, an output cannot
-be written, or the live server cannot be reached.
+Exit codes: 0 when the file was read to its end and, with --to, the live
+reply matched the recorded one. 1 when the file is damaged part-way or the
+live reply differs. 2 when the file cannot be read, an output cannot be
+written, or the live server cannot be reached.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from pktscan.capture.live import LiveComparison, parse_endpoint, send_flow
 from pktscan.capture.replay import FOREIGN_SET, ReplayedFlow, ReplayReport, replay_file
 from pktscan.certs import decode_certificate
 from pktscan.errors import LocalError
-from pktscan.store.jsonl import JsonLinesWriter
-from pktscan.store.sqlite import Inventory
+from pktscan.store import JsonLinesWriter, open_inventory
 
 EXIT_OK = 0
 EXIT_DIFFERS = 1
@@ -116,13 +115,13 @@ def render_comparison(comparison: LiveComparison) -> str:
     return "\n".join(lines)
 
 
-def _write_outputs(report: ReplayReport, out: Path | None, db: Path | None) -> None:
+def _write_outputs(report: ReplayReport, out: Path | None, db: str | None) -> None:
     if out is not None:
         with JsonLinesWriter(out) as writer:
             for result in report.results:
                 writer.write(result)
     if db is not None:
-        with Inventory.open(db, background_flush=False) as inventory:
+        with open_inventory(db, background_flush=False) as inventory:
             scan_id = inventory.begin_scan({"replay": report.path})
             for result in report.results:
                 inventory.add_result(scan_id, result)
@@ -152,8 +151,11 @@ def replay(
         ),
     ] = None,
     db: Annotated[
-        Path | None,
-        typer.Option(help="add the targets to this SQLite inventory, as one scan"),
+        str | None,
+        typer.Option(
+            help="add the targets, as one scan, to this inventory: an SQLite "
+            "file or a postgresql:// URL"
+        ),
     ] = None,
     to: Annotated[
         str | None,
