@@ -380,7 +380,8 @@ def _print_statistics(summary: ScanSummary) -> None:
     if engine_stats is not None:
         line += (
             f"; {engine_stats.connections} connections,"
-            f" at most {engine_stats.peak_connections} at once"
+            f" at most {engine_stats.peak_connections} at once,"
+            f" {engine_stats.kernel_drops} kernel drops"
         )
     err_console.print(line)
     for name in summary.unresolved:

@@ -47,9 +47,13 @@ logger = logging.getLogger(__name__)
 
 HTTP_PORTS = frozenset({80})
 ENGINES = ("raw", "kernel")
-# Without pacing, the raw engine's target loop yields to the event loop after
-# this many targets, so that replies are read while SYNs go out.
-UNPACED_BATCH = 64
+# The raw engine's target loop yields to the event loop after this many
+# targets, so that replies are read while SYNs go out.
+TARGET_BATCH = 64
+# The loop sleeps only when this far ahead of the rate's schedule, because
+# asyncio sleeps of less than the event loop's 1 ms timer resolution last
+# about 1 ms each and would cap the rate near 1,000 SYNs per second.
+PACING_SLACK_SECONDS = 0.005
 
 
 class ResultSink(Protocol):
@@ -351,11 +355,12 @@ async def _run_raw(scan: _Scan, space: TargetSpace, engine: RawEngine) -> None:
     for count, (ip, port) in enumerate(space, 1):
         if scan.stop.is_set():
             break
+        delay = 0.0
         if options.rate:
             delay = start + count / options.rate - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        elif count % UNPACED_BATCH == 0:
+        if delay > PACING_SLACK_SECONDS:
+            await asyncio.sleep(delay)
+        elif count % TARGET_BATCH == 0:
             await asyncio.sleep(0)
         await slots.acquire()
         task = asyncio.ensure_future(scan.handle_raw(engine, ip, port))

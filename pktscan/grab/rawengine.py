@@ -24,6 +24,7 @@ import dataclasses
 import logging
 import random
 import socket
+import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +62,8 @@ RECEIVE_BUFFER_BYTES = 32 * 1024 * 1024
 RECEIVE_SIZE = 65536 + 256
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
 SO_RCVBUFFORCE = 33
 IP_HEADER_OVERHEAD = {4: 40, 6: 60}  # IP plus TCP header bytes under the MTU
 LOGGED_ERRORS = 10
@@ -109,6 +112,8 @@ class EngineStats:
     Attributes:
         unknown: segments to our ports that matched no connection.
         send_drops: packets the sender could not send.
+        kernel_drops: packets the kernel dropped because the receive socket's
+            buffer was full (PACKET_STATISTICS), read when the engine closes.
     """
 
     connections: int = 0
@@ -120,6 +125,7 @@ class EngineStats:
     resets_sent: int = 0
     unknown: int = 0
     send_drops: int = 0
+    kernel_drops: int = 0
     peak_connections: int = 0
 
 
@@ -287,6 +293,8 @@ class RawEngine:
 
     def _close_sockets(self) -> None:
         if self._socket is not None:
+            raw = self._socket.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
+            self.stats.kernel_drops += struct.unpack("=II", raw)[1]
             self._socket.close()
             self._socket = None
         if self._sender is not None:
