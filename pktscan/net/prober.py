@@ -1,14 +1,15 @@
 """The SYN prober: send SYNs at a paced rate, classify the responses.
 
-One thread sends, one receives:
+The calling thread sends, and a child process receives:
 
 - The calling thread paces SYNs with a token bucket, retransmits probes left
   unanswered after `wait` seconds, and reports each outcome through
   `on_result`. It keeps a window of probes still waiting for a response, which
   contains about rate x wait x (retries + 1) entries, never the whole space.
-- The receiver thread reads TCP segments to our source port, keeps those whose
-  acknowledgment number matches the SYN cookie, answers each valid SYN/ACK
-  with a crafted RST at once, and queues the responses for the calling thread.
+- The receiver process (`pktscan.net.receiver`) reads TCP segments to our
+  source port, keeps those whose acknowledgment number matches the SYN
+  cookie, answers each valid SYN/ACK with a crafted RST at once, and passes
+  the responses to the calling thread through a pipe.
 
 A response is valid by the cookie alone, with no lookup; the window only
 decides whether it is the first response, a duplicate or a late one.
@@ -295,6 +296,7 @@ class _Prober:
         if stopped:
             logger.info("stopping: waiting %.1f s for late responses", self.wait)
             self._drain_until(time.monotonic() + self.wait)
+            self._wait_for_receiver(time.monotonic())
             self._expire(float("inf"), resend=False)
 
         self._finish()
@@ -324,7 +326,7 @@ class _Prober:
 
     def _should_stop(self, stop: threading.Event, end: float | None) -> bool:
         """Tell whether to stop sending: on request, at the end of the
-        runtime, or when the receiver thread has failed."""
+        runtime, or when the receiver process has failed."""
         assert self.child is not None
         if stop.is_set() or self.child.error is not None:
             return True
@@ -446,6 +448,18 @@ class _Prober:
         assert self.child is not None
         for response in self.child.read(timeout):
             self._handle(response)
+
+    def _wait_for_receiver(self, mark: float) -> None:
+        """Handle responses until the receiver has caught up past `mark`, so
+        that none that arrived before it is still in the ring; give up after
+        a second, or at once when the receiver has failed."""
+        assert self.child is not None
+        end = time.monotonic() + 1.0
+        while self.child.caught_up < mark and self.child.error is None:
+            if time.monotonic() >= end:
+                logger.warning("the receiver did not catch up within 1 s")
+                return
+            self._drain(0.01)
 
     def _drain_until(self, end: float) -> None:
         while (remaining := end - time.monotonic()) > 0:

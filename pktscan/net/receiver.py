@@ -165,7 +165,12 @@ class ReceiverProcess:
         data = b"".join(chunks)
         usable = len(data) - len(data) % RECORD.size
         self._buffer = data[usable:]
-        return self._decode(data[:usable])
+        responses = self._decode(data[:usable])
+        # The child writes its counters last, so an end of the pipe without
+        # them means that it died, and no caught-up mark will come again.
+        if self._eof and self._counters is None and self._error is None:
+            self._error = OSError(errno.EIO, "the receiver process ended early")
+        return responses
 
     def _decode(self, data: bytes) -> list[Response]:
         responses = []

@@ -459,3 +459,35 @@ def test_probe_command_without_cap_net_raw(namespace_pair: NamespacePair) -> Non
         "hint: run as root, or give the Python interpreter CAP_NET_RAW "
         "(setcap cap_net_raw+ep)"
     )
+
+
+RECEIVER_KILLING_DRIVER = """
+import json, os, signal, sys
+import pktscan.net.prober as prober_module
+from pktscan.net.prober import probe
+original = prober_module._Prober._check
+def check(self, now):
+    # Kill the receiver process once, after the first SYNs went out.
+    if self.stats.sent >= 3 and self.child.pid is not None and not self.killed:
+        os.kill(self.child.pid, signal.SIGKILL)
+        self.killed = True
+    original(self, now)
+prober_module._Prober._check = check
+prober_module._Prober.killed = False
+targets = [(sys.argv[1], port) for port in range(20000, 20200)]
+try:
+    probe(targets, rate=100, wait=0.5)
+except OSError as error:
+    print(json.dumps({"error": str(error)}))
+"""
+
+
+def test_probe_raises_when_receiver_dies(namespace_pair: NamespacePair) -> None:
+    """A receiver process killed mid-scan ends the run with an error instead
+    of leaving probes waiting for a caught-up mark that never comes."""
+    completed = namespace_pair.run_in_scanner(
+        "-c", RECEIVER_KILLING_DRIVER, namespace_pair.target_ip, timeout=60
+    )
+    assert completed.returncode == 0, completed.stderr
+    output = json.loads(completed.stdout)
+    assert output == {"error": "[Errno 5] the receiver process ended early"}
