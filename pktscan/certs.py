@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import ipaddress
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import (
     x448,
     x25519,
 )
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
 from pktscan.results import CertInfo
@@ -161,7 +163,13 @@ def decode_certificate(der: bytes) -> CertInfo:
     der = bytes(der)
     digest = hashlib.sha256(der).hexdigest()
     try:
-        cert = x509.load_der_x509_certificate(der)
+        with warnings.catch_warnings():
+            # cryptography warns on RFC 5280 violations it still parses (a
+            # serial that is not positive); peers send such certificates,
+            # and the inventory keeps them without noise on stderr.
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            cert = x509.load_der_x509_certificate(der)
+            return _decode_fields(cert, der, digest)
     except ValueError as exc:
         return CertInfo(
             der=der,
@@ -176,7 +184,6 @@ def decode_certificate(der: bytes) -> CertInfo:
             signature_algorithm=None,
             error=f"invalid X.509 DER ({len(der)} bytes): {exc}",
         )
-    return _decode_fields(cert, der, digest)
 
 
 def _decode_fields(cert: x509.Certificate, der: bytes, digest: str) -> CertInfo:
@@ -193,8 +200,10 @@ def _decode_fields(cert: x509.Certificate, der: bytes, digest: str) -> CertInfo:
     return CertInfo(
         der=der,
         sha256=digest,
-        subject=field("subject", cert.subject.rfc4514_string),
-        issuer=field("issuer", cert.issuer.rfc4514_string),
+        # Reading cert.subject parses the Name, which raises for an invalid
+        # string type, so the attribute access belongs inside the guard.
+        subject=field("subject", lambda: cert.subject.rfc4514_string()),
+        issuer=field("issuer", lambda: cert.issuer.rfc4514_string()),
         not_before=field("not_before", lambda: format_time(cert.not_valid_before_utc)),
         not_after=field("not_after", lambda: format_time(cert.not_valid_after_utc)),
         serial=field("serial", lambda: _format_serial(cert.serial_number)),

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pktscan import certs
-from pktscan.certs import Finding, FindingKind, Severity
+from pktscan.certs import Finding, FindingKind, Severity, decode_certificate
 from pktscan.results import CertInfo
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
@@ -812,3 +812,30 @@ def test_find_all_handshake_findings_on_leaf(three_chain: list[CertInfo]) -> Non
         (FindingKind.WEAK_DH, three_chain[0].sha256),
         (FindingKind.SSL_ONLY, three_chain[0].sha256),
     ]
+
+
+def test_invalid_subject_keeps_other_fields() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bad.test")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ca")]))
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    # 0xff never occurs in UTF-8, so the subject's UTF8String is invalid.
+    broken = der.replace(b"bad.test", b"\xffad.test")
+
+    info = decode_certificate(broken)
+
+    assert info.sha256 == hashlib.sha256(broken).hexdigest()
+    assert info.subject is None
+    assert info.issuer == "CN=ca"
+    assert info.key_type == "EC"
+    assert (info.error or "").startswith("subject: ")
