@@ -1,4 +1,4 @@
-"""The ``pktscan probe`` command: SYN-probe targets, one JSON line per port."""
+"""The ``pktscan probe`` command: SYN-probe targets, one result line per port."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def probe(
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write the JSON lines here, not stdout."),
+        typer.Option("--output", "-o", help="Write the result lines here, not stdout."),
     ] = None,
     max_runtime: Annotated[
         float | None,
