@@ -162,8 +162,8 @@ def _scanner_segments(pcap: Path, scanner: str) -> list[tuple[Flow, int, int]]:
 
 
 def test_raw_capture_has_no_kernel_rst(lab: Any, scans: dict[str, ScanRun]) -> None:
-    """Every RST from the scanner follows its request on that connection; the
-    kernel's RST would answer the SYN/ACK before any request."""
+    """Every RST from the scanner follows its request on that connection.
+    The kernel's RST would follow the SYN/ACK, before any request."""
     pcap = scans["default"].folder / "default.pcap"
     scanner = lab.manifest["scanner_address"]
     requested: set[Flow] = set()

@@ -163,9 +163,7 @@ def test_exception_in_block_removes_the_table(namespace: str) -> None:
 
 
 @pytest.mark.rawsock
-def test_table_of_a_killed_run_swept_at_next_start(
-    namespace: str, request: pytest.FixtureRequest
-) -> None:
+def test_killed_run_table_swept(namespace: str, request: pytest.FixtureRequest) -> None:
     process, table = _start_holder(namespace, request)
     process.kill()
     process.wait(timeout=CHILD_TIMEOUT)

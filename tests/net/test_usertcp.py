@@ -78,7 +78,7 @@ def test_syn_carries_mss_and_window_scale() -> None:
     assert client.deadline == 1.0
 
 
-def test_request_rides_on_the_ack_of_the_syn_ack() -> None:
+def test_request_sent_with_handshake_ack() -> None:
     client, output = established()
     assert output.events == [TcpEvent.ESTABLISHED]
     (ack,) = output.segments
@@ -175,7 +175,7 @@ def test_partial_acknowledgment_retransmits_only_the_rest() -> None:
     assert output.segments[0].sequence == acknowledgment
 
 
-def test_in_order_data_delivered_and_every_second_segment_acked() -> None:
+def test_every_second_segment_acked() -> None:
     client, _ = established()
     first = client.receive(server_data(0, b"a" * 1460), 0.02)
     assert first.data == b"a" * 1460
@@ -198,7 +198,7 @@ def test_delayed_ack_fires_after_the_delay() -> None:
     assert ack.acknowledgment == (SERVER_ISN + 1 + 100) % 2**32
 
 
-def test_out_of_order_segment_held_until_the_gap_fills() -> None:
+def test_out_of_order_segment_held() -> None:
     client, _ = established()
     later = client.receive(server_data(100, b"B" * 100), 0.02)
     assert later.data == b""
@@ -251,7 +251,7 @@ def test_fin_after_data_gives_data_then_fin() -> None:
     assert output.events == [TcpEvent.FIN]
 
 
-def test_fin_out_of_order_waits_for_the_data_before_it() -> None:
+def test_early_fin_waits_for_data() -> None:
     client, _ = established()
     early = client.receive(server_data(3, b"", TCP_ACK | TCP_FIN), 0.02)
     assert early.events == []

@@ -6,7 +6,7 @@ request), then:
   PORT_BASE + 0  writes BIG_REPLY_LEN bytes of a known pattern in small writes
   PORT_BASE + 1  closes with a FIN
   PORT_BASE + 2  closes with an RST (SO_LINGER 0)
-  PORT_BASE + 3  answers nothing
+  PORT_BASE + 3  sends nothing
 
 Prints "ready" once every server listens; exits after 120 s at most.
 """
