@@ -61,6 +61,7 @@ class HandshakeAssembler:
         self.max_message_len = max_message_len
         self._buffer = bytearray()
         self._segments: list[tuple[int, int]] = []
+        self._pending_error: PeerProtocolError | None = None
 
     @property
     def buffered(self) -> int:
@@ -72,13 +73,26 @@ class HandshakeAssembler:
 
         Raises:
             PeerProtocolError: a message length exceeds `max_message_len`.
+                When messages were completed before it in the same call,
+                they are returned and the error is raised by the next call.
         """
+        if self._pending_error is not None:
+            raise self._pending_error
         if fragment:
             self._segments.append((len(self._buffer), fragment_offset))
             self._buffer += fragment
         messages: list[HandshakeMessage] = []
         while True:
-            message = self._take_message()
+            try:
+                message = self._take_message()
+            except PeerProtocolError as exc:
+                if not messages:
+                    raise
+                # Messages completed before the bad one are returned first,
+                # so that a chain already in hand is kept; the error is
+                # raised by the next call.
+                self._pending_error = exc
+                return messages
             if message is None:
                 return messages
             messages.append(message)

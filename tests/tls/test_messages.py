@@ -262,6 +262,17 @@ def test_message_length_limit() -> None:
     )
 
 
+def test_messages_before_oversized_one_are_kept() -> None:
+    assembler = HandshakeAssembler(max_message_len=100)
+    hello_done = handshake(14, b"")
+    # ServerHelloDone (4 bytes), then a header claiming 101 bytes.
+    (message,) = assembler.feed(hello_done + hx("0b") + u24(101), 40)
+    assert (message.offset, message.msg_type, message.body) == (40, 14, b"")
+    with pytest.raises(PeerProtocolError) as info:
+        assembler.feed(b"", 0)
+    assert str(info.value) == "handshake message length 101 at offset 45 exceeds 100"
+
+
 def test_message_limit_default_allows_big_chain() -> None:
     body = vec(3, vec(3, bytes(100_000)))
     (item,) = HandshakeAssembler().feed(handshake(11, body), 0)
