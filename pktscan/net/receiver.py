@@ -244,6 +244,8 @@ class _Child:
         self.rst = parent.rst
         self.resets_sent = 0
         self.invalid = 0
+        if self.receiver.ring is not None:
+            self.receiver.ring.touch()
         self.poll = select.poll()
         self.poll.register(self.receiver.socket, select.POLLIN)
         self.poll.register(control, select.POLLIN)

@@ -39,14 +39,15 @@ TP_STATUS_USER = 1
 PACKET_OUTGOING = 4
 
 # Blocks are retired every RETIRE_MILLISECONDS even when nearly empty. So the
-# number of blocks sets how long the receiver may fall behind: 256 blocks of
-# 4 ms are at least 1 s. A 64 KiB block holds about 400 responses.
+# number of blocks sets how long the receiver may fall behind: 128 blocks of
+# 8 ms are at least 1 s. A 64 KiB block holds about 400 responses, and the
+# ring's 8 MiB is the same for every scan.
 BLOCK_BYTES = 1 << 16
-BLOCK_COUNT = 256
+BLOCK_COUNT = 128
 FRAME_BYTES = 2048
 # A block that is not full is handed to the reader this long after it opened,
 # so a response waits at most about this long (plus one timer period).
-RETIRE_MILLISECONDS = 4
+RETIRE_MILLISECONDS = 8
 
 _REQUEST = struct.Struct("=7I")
 _BLOCK = struct.Struct("=III")  # block_status, num_pkts, offset_to_first_pkt
@@ -82,6 +83,12 @@ class ReceiveRing:
         self.block = 0
         self.ready: deque[Packet] = deque()
         self._names: dict[int, str] = {}
+
+    def touch(self) -> None:
+        """Map every page of the ring into this process now, so that its
+        resident memory does not grow as the scan fills blocks."""
+        for offset in range(0, len(self.memory), mmap.PAGESIZE):
+            self.memory[offset]
 
     def receive_nowait(self) -> Packet | None:
         """Return the next incoming packet, or None when no retired block
