@@ -36,7 +36,7 @@ from pktscan.grab.explain import (
     explain_grab,
     hint_for,
 )
-from pktscan.grab.kernel import record_from_outcome, grab_tls
+from pktscan.grab.kernel import grab_tls, record_from_outcome
 from pktscan.grab.transcript import (
     AttemptTranscript,
     GrabTranscript,
