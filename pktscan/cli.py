@@ -19,6 +19,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.logging import RichHandler
+
+try:
+    # Typer 0.2x vendors click as typer._click and exports no UsageError.
+    from typer._click.exceptions import UsageError
+except ImportError:  # pragma: no cover - older typer depends on click
+    from click.exceptions import UsageError  # type: ignore[no-redef,import-not-found]
 
 from pktscan import __version__
 from pktscan.capture.cli import app as capture_app
@@ -38,6 +45,8 @@ from pktscan.store.postgres import PostgresInventory
 from pktscan.store.sqlite import Inventory
 
 EXIT_INTERRUPTED = 130
+# Some ports were not fully scanned because of failures on our side.
+EXIT_FAILURES = 1
 
 app = typer.Typer(
     name="pktscan",
@@ -172,6 +181,11 @@ def scan(
         max_connections=max_connections,
     )
     _validate_numbers(options)
+    _reject_conflicts(
+        ("--no-db", no_db, "--db", db is not None),
+        ("--no-db", no_db, "--run", run is not None),
+        ("--no-dns", no_dns, "--resolver", bool(resolver)),
+    )
 
     sinks: list[ResultSink] = []
     if out is not None:
@@ -204,6 +218,12 @@ def scan(
     _print_statistics(summary)
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
+    if summary.failures:
+        err_console.print(
+            f"error: {summary.failures} port(s) could not be grabbed because of"
+            " a local failure; their results carry an error field"
+        )
+        raise typer.Exit(EXIT_FAILURES)
 
 
 @app.command()
@@ -265,6 +285,16 @@ def _table_console() -> Console:
     if console.is_terminal:
         return console
     return Console(width=200)
+
+
+def _reject_conflicts(*pairs: tuple[str, bool, str, bool]) -> None:
+    """Raise InputError when two options that exclude each other are both given."""
+    for first, first_given, second, second_given in pairs:
+        if first_given and second_given:
+            raise InputError(
+                f"{first} and {second} cannot be used together",
+                hint=f"drop one of {first} and {second}",
+            )
 
 
 def _validate_numbers(options: ScanOptions) -> None:
@@ -401,13 +431,29 @@ def _main_options(
         typer.echo(f"pktscan {__version__}")
         raise typer.Exit()
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # Log through the console that draws the progress line, so that log
+    # lines print above it instead of into it.
+    handler = RichHandler(
+        console=err_console, show_time=False, show_path=False, markup=False
+    )
+    logging.basicConfig(level=level, format="%(name)s: %(message)s", handlers=[handler])
 
 
 def main() -> None:
     """Run the CLI, turning pktscan's errors into messages and exit code 2."""
     try:
-        app()
+        code = app(standalone_mode=False)
+    except UsageError as exc:
+        message = exc.format_message()
+        if not message:
+            # No arguments at all: the help text was printed instead.
+            sys.exit(2)
+        typer.echo(f"error: {message}", err=True)
+        command = exc.ctx.command_path if exc.ctx is not None else "pktscan"
+        typer.echo(f"hint: see '{command} --help'", err=True)
+        sys.exit(2)
+    except typer.Abort:
+        sys.exit(EXIT_INTERRUPTED)
     except PktscanError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         if isinstance(exc, LocalError) and exc.hint:
@@ -415,3 +461,4 @@ def main() -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else 0)

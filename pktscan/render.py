@@ -22,8 +22,8 @@ def scan_progress(
 
     def describe() -> str:
         return (
-            f"{counts['ports']} ports done, {counts['open']} open,"
-            f" {counts['certificates']} certificates"
+            f"{_plural(counts['ports'], 'port')} done, {counts['open']} open,"
+            f" {_plural(counts['certificates'], 'certificate')}"
         )
 
     if not enabled or not console.is_terminal:
@@ -43,6 +43,10 @@ def scan_progress(
             progress.update(task, description=describe())
 
         yield update
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _count(counts: dict[str, int], result: PortResult) -> None:

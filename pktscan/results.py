@@ -110,7 +110,15 @@ class HttpResult:
 
 @dataclass(slots=True)
 class PortResult:
-    """Everything learned about one address and port."""
+    """Everything learned about one address and port.
+
+    `state` is open, closed or filtered; unroutable when the kernel has no
+    route that can carry a probe to the address (a broadcast address, say);
+    error when a local failure stopped the port's scan before its state was
+    known.
+    `error` says why a result is incomplete: a local failure while grabbing
+    the port, which is logged too.
+    """
 
     ip: str
     port: int
@@ -120,6 +128,7 @@ class PortResult:
     tls: TlsResult | None = None
     http: HttpResult | None = None
     time: float | None = None
+    error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -131,4 +140,5 @@ class PortResult:
             "time": self.time,
             "tls": self.tls.to_json() if self.tls is not None else None,
             "http": self.http.to_json() if self.http is not None else None,
+            "error": self.error,
         }

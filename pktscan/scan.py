@@ -94,6 +94,7 @@ class ScanSummary:
     unresolved: list[str] = field(default_factory=list)
     probe_stats: ProbeStats | None = None
     interrupted: bool = False
+    failures: int = 0
     engine: str = "kernel"
     engine_stats: EngineStats | None = None
 
@@ -142,6 +143,11 @@ class _Scan:
             self.ptr_lookups[ip] = task
         return await task
 
+    async def known_ptr(self, ip: str) -> str | None:
+        """Return the PTR name of an address already looked up, or None."""
+        task = self.ptr_lookups.get(ip)
+        return await task if task is not None else None
+
     async def handle(self, answer: ProbeResult) -> None:
         result = PortResult(
             ip=answer.ip,
@@ -149,12 +155,28 @@ class _Scan:
             state=answer.state,
             name=self.names.get(answer.ip),
         )
-        if answer.state in ("open", "closed"):
-            result.ptr = await self.ptr(answer.ip)
-        if answer.state == "open":
-            async with self.limit:
-                await self.grab(result)
+        try:
+            if answer.state in ("open", "closed"):
+                result.ptr = await self.ptr(answer.ip)
+            else:
+                result.ptr = await self.known_ptr(answer.ip)
+            if answer.state == "open":
+                async with self.limit:
+                    await self.grab(result)
+        except Exception as exc:
+            self.record_failure(result, exc)
         self.emit(result)
+
+    def record_failure(self, result: PortResult, exc: Exception) -> None:
+        """Keep a result that a local failure left incomplete, and log why.
+
+        A bug met on one port must not cost the results of the others, so
+        the failure is recorded on the port's result and counted, and the
+        scan's exit code reports it.
+        """
+        logger.exception("%s:%d: grab failed", result.ip, result.port)
+        result.error = f"internal error: {type(exc).__name__}: {exc}"
+        self.summary.failures += 1
 
     async def grab(self, result: PortResult) -> None:
         host = result.name
@@ -201,13 +223,23 @@ class _Scan:
                     before_hello=before,
                 )
         except NoRouteError as error:
-            logger.error("%s:%d no route: %s", ip, port, error)
+            logger.warning("%s:%d: no route: %s", ip, port, error)
+            result.state = "unroutable"
+            result.error = f"no route: {error}"
+            self.emit(result)
+            return
+        except Exception as exc:
+            self.record_failure(result, exc)
+            result.state = "error"
+            self.emit(result)
             return
         result.state = found.state
         result.tls = found.tls
         result.http = found.http
         if found.state == "closed":
             result.ptr = await self.ptr(ip)
+        elif found.state == "filtered":
+            result.ptr = await self.known_ptr(ip)
         self.emit(result)
 
 

@@ -154,6 +154,9 @@ def dnsmasq_launch(layout: StateLayout) -> Launch:
         "--no-resolv",
         "--no-hosts",
         "--no-poll",
+        # Authoritative for the lab domain: unknown names get NXDOMAIN, not
+        # the REFUSED that a resolver with no upstream gives.
+        f"--local=/{DOMAIN}/",
         f"--addn-hosts={hosts}",
         f"--listen-address={RESOLVER_ADDRESS}",
         "--bind-interfaces",

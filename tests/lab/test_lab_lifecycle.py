@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -18,13 +19,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import unique_lab_name
 
 from pktscan.errors import LabError
 from pktscan.lab import Lab
 from pktscan.lab.plan import LabNames
 
 pytestmark = pytest.mark.lab
+
+
+def unique_lab_name(prefix: str) -> str:
+    """Return a lab name that no other test run uses."""
+    # Not imported from tests/conftest.py: with several conftest.py files
+    # in folders without __init__.py, `import conftest` may find another.
+    return f"{prefix}-{secrets.token_hex(4)}"
+
 
 # Bounds the wait for a background `lab up` to start its first server.
 START_WAIT_S = 30.0
