@@ -24,7 +24,9 @@ from pktscan.capture.ladder import render_ladder, render_svg
 from pktscan.capture.reader import read_capture
 from pktscan.capture.sequence import Profile
 
-CORPUS = Path(os.environ.get("PKTSCAN_CORPUS", "/work/shared/corpus/pcaps"))
+# Default: the shared folder beside the repository, as scripts/test sets it.
+DEFAULT_CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "pcaps"
+CORPUS = Path(os.environ.get("PKTSCAN_CORPUS", str(DEFAULT_CORPUS)))
 FILES = (
     sorted(p for p in CORPUS.iterdir() if p.is_file() and p.suffix != ".md")
     if CORPUS.is_dir()

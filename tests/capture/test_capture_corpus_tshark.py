@@ -1,8 +1,8 @@
 """Run third-party captures through verify, replay and show; compare with tshark.
 
 The environment variable PKTSCAN_CORPUS names the folder (default
-/work/shared/corpus/pcaps), and the tests are skipped when it does not
-exist. Every file must pass the three commands without an escaped
+shared/corpus/pcaps beside the repository), and the tests are skipped when
+it does not exist. Every file must pass the three commands without an escaped
 exception, and the certificates that replay recovers must equal the ones
 tshark extracts from the same file.
 
@@ -34,7 +34,9 @@ from pktscan.capture.cli import app
 from pktscan.capture.flows import flows_from_file
 from pktscan.capture.replay import replay_flows
 
-CORPUS = Path(os.environ.get("PKTSCAN_CORPUS", "/work/shared/corpus/pcaps"))
+# Default: the shared folder beside the repository, as scripts/test sets it.
+DEFAULT_CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "pcaps"
+CORPUS = Path(os.environ.get("PKTSCAN_CORPUS", str(DEFAULT_CORPUS)))
 FILES = (
     sorted(p for p in CORPUS.iterdir() if p.is_file() and p.suffix != ".md")
     if CORPUS.is_dir()
