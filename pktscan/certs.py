@@ -18,13 +18,14 @@ an argument and read no clock.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import ipaddress
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -192,8 +193,12 @@ def _decode_fields(cert: x509.Certificate, der: bytes, digest: str) -> CertInfo:
     def field(name: str, read: Callable[[], _T]) -> _T | None:
         try:
             return read()
-        except (ValueError, UnsupportedAlgorithm) as exc:
-            errors.append(f"{name}: {exc}")
+        except Exception as exc:
+            # The DER came from a peer, and cryptography raises several
+            # exception types for it (ValueError, UnsupportedAlgorithm,
+            # DuplicateExtension, ...): any failure to read one field is
+            # recorded on the certificate, and the other fields are kept.
+            errors.append(f"{name}: {type(exc).__name__}: {exc}")
             return None
 
     key = field("public key", lambda: _describe_key(cert))
@@ -507,7 +512,7 @@ def _common_names(cert: CertInfo) -> list[str]:
         return []
     except x509.ExtensionNotFound:
         pass
-    except ValueError:
+    except (ValueError, x509.DuplicateExtension):
         return []
     try:
         attributes = parsed.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
@@ -642,25 +647,41 @@ def find_all(
         key_exchange: the ServerKeyExchange summary of the handshake.
     """
     findings: list[Finding] = []
+
+    def run(check: Callable[..., list[Finding]], sha256: str, *args: Any) -> None:
+        # A certificate that cryptography half-parses can make a check raise
+        # (DuplicateExtension, say); that is recorded as a finding instead
+        # of losing the result.
+        try:
+            findings.extend(check(*args))
+        except Exception as exc:
+            label = getattr(check, "__name__", "check_name")
+            message = f"{label} failed: {type(exc).__name__}: {exc}"
+            kind, severity = FindingKind.UNDECODABLE, Severity.MEDIUM
+            findings.append(Finding(kind, severity, sha256, message))
+
     for cert in chain:
         if cert.error is not None:
             message = f"failed to decode: {cert.error}"
             kind, severity = FindingKind.UNDECODABLE, Severity.MEDIUM
             findings.append(Finding(kind, severity, cert.sha256, message))
-        findings += check_validity(cert, now, expiring_within_days)
-        findings += check_key(cert)
-        findings += check_signature(cert)
+        run(check_validity, cert.sha256, cert, now, expiring_within_days)
+        run(check_key, cert.sha256, cert)
+        run(check_signature, cert.sha256, cert)
     if chain:
+        leaf = chain[0]
         # A root sent after the leaf is self-signed by nature, so only a
         # self-signed leaf is a finding.
-        findings += check_self_signed(chain[0])
+        run(check_self_signed, leaf.sha256, leaf)
         if name is not None:
-            findings += check_name(chain[0], name)
+            run(check_name, leaf.sha256, leaf, name)
         elif ptr is not None:
-            findings += check_name(chain[0], ptr, source="PTR name")
-        findings += check_key_exchange(key_exchange, chain[0].sha256)
-        findings += check_protocol(version, chain[0].sha256)
-    findings += check_chain(chain)
+            run(
+                functools.partial(check_name, source="PTR name"), leaf.sha256, leaf, ptr
+            )
+        run(check_key_exchange, leaf.sha256, key_exchange, leaf.sha256)
+        run(check_protocol, leaf.sha256, version, leaf.sha256)
+        run(check_chain, leaf.sha256, chain)
     return findings
 
 

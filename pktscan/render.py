@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from pktscan.results import PortResult
 
@@ -76,7 +77,14 @@ def describe_tls(result: PortResult) -> tuple[str, str, str, str]:
 def print_scan_table(console: Console, results: Sequence[PortResult]) -> None:
     """Print one row per port: state, name, attempt, version, subject, SHA-256."""
     table = Table(title="pktscan results", show_lines=False)
-    for column in ("target", "state", "name", "set", "version", "subject / server"):
+    for column in (
+        "target",
+        "state",
+        "name / PTR",
+        "set",
+        "version",
+        "subject / server",
+    ):
         table.add_column(column)
     table.add_column("leaf SHA-256", overflow="fold")
 
@@ -85,7 +93,9 @@ def print_scan_table(console: Console, results: Sequence[PortResult]) -> None:
         set_number, version, subject, sha256 = describe_tls(result)
         if result.http is not None:
             subject = f"HTTP: {result.http.server or result.http.error or ''}"
-        table.add_row(
+        # Subjects, names and Server headers come from peers: Text cells are
+        # printed as they are, never parsed as rich markup.
+        cells = (
             f"{result.ip}:{result.port}",
             result.state,
             result.name or result.ptr or "",
@@ -94,6 +104,7 @@ def print_scan_table(console: Console, results: Sequence[PortResult]) -> None:
             subject,
             sha256,
         )
+        table.add_row(*(Text(cell) for cell in cells))
     console.print(table)
 
 

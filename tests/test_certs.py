@@ -839,3 +839,49 @@ def test_invalid_subject_keeps_other_fields() -> None:
     assert info.issuer == "CN=ca"
     assert info.key_type == "EC"
     assert (info.error or "").startswith("subject: ")
+
+
+def _der_with_duplicate_san() -> bytes:
+    """Build a DER with two subjectAltName extensions (RFC 5280 forbids it)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dup.test")])
+    now = datetime.now(UTC)
+    der = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(7)
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("dup.test")]), False)
+        .add_extension(x509.IssuerAlternativeName([x509.DNSName("o.test")]), False)
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.DER)
+    )
+    # The issuerAltName OID 2.5.29.18 becomes 2.5.29.17, a second SAN.
+    position = der.find(bytes.fromhex("0603551d12"))
+    assert position > 0
+    return der[: position + 4] + b"\x11" + der[position + 5 :]
+
+
+def test_duplicate_extension_is_kept_with_reason() -> None:
+    der = _der_with_duplicate_san()
+
+    info = decode_certificate(der)
+
+    assert info.sha256 == hashlib.sha256(der).hexdigest()
+    assert info.subject == "CN=dup.test"
+    assert info.san == ()
+    assert (info.error or "").startswith("subjectAltName: DuplicateExtension: ")
+
+
+def test_findings_survive_duplicate_extension() -> None:
+    info = decode_certificate(_der_with_duplicate_san())
+
+    findings = certs.find_all([info], datetime.now(UTC), name="dup.test")
+
+    kinds = [finding.kind for finding in findings]
+    assert FindingKind.UNDECODABLE in kinds
+    # The SAN cannot be read and counts as present, so the CN is not used.
+    assert FindingKind.NAME_MISMATCH in kinds

@@ -25,6 +25,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from pktscan.certs import FindingKind
 from pktscan.errors import InputError, LocalError, PktscanError
@@ -208,7 +209,9 @@ def _print_table(
         else:
             table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*("" if value is None else str(value) for value in row))
+        # Cells hold peer-controlled text (subjects, names): Text objects
+        # are shown as they are, never parsed as rich markup.
+        table.add_row(*(Text("" if value is None else str(value)) for value in row))
     Console().print(table)
 
 
