@@ -46,6 +46,7 @@ from pktscan.tls.constants import (
 )
 from pktscan.tls.keyexchange import decode_server_key_exchange
 from pktscan.tls.messages import (
+    MAX_HANDSHAKE_MESSAGE_LEN,
     HandshakeAssembler,
     HandshakeMessage,
     HelloRetryRequest,
@@ -60,6 +61,13 @@ from pktscan.tls.record import NotTlsError, Record, RecordReader, TlsRecord
 from pktscan.tls.sslv2 import decode_sslv2_error, decode_sslv2_server_hello
 
 FIRST_BYTES_LEN: Final = 64  # bytes of the reply kept for explanations
+# Our caps on one attempt's reply. A flight is ServerHello, a Certificate
+# message of at most MAX_HANDSHAKE_MESSAGE_LEN (256 KiB) and a few small
+# messages, so four times that bounds any real flight; a server that sends
+# more, or floods small records (warning alerts, HelloRequests), ends the
+# attempt with a protocol error instead of filling the scanner's memory.
+MAX_FLIGHT_BYTES: Final = 4 * MAX_HANDSHAKE_MESSAGE_LEN
+MAX_EVENTS: Final = 256
 ALERT_LEN: Final = 2  # level(1) | description(1)
 FFDHE_GROUPS: Final = range(0x0100, 0x0200)  # RFC 7919: DHE groups
 # Hybrid groups that pair an elliptic curve with ML-KEM.
@@ -125,6 +133,7 @@ class HandshakeReader:
         self._alert_offset = 0
         self._events: list[Event] = []
         self._first_bytes = b""
+        self._bytes_fed = 0
         self._done = False
         self._handshake_bytes_seen = False
 
@@ -167,10 +176,12 @@ class HandshakeReader:
             return []
         start = len(self._events)
         try:
+            self._count_bytes(len(data))
             for record in self._records.feed(bytes(data)):
                 self._handle_record(record)
                 if self._done:
                     break
+                self._count_events()
             if self._records.error is not None and not self._done:
                 raise self._records.error
         except NotTlsError as error:
@@ -185,6 +196,31 @@ class HandshakeReader:
 
     def _emit(self, event: Event) -> None:
         self._events.append(event)
+
+    def _count_bytes(self, size: int) -> None:
+        offset = self._bytes_fed
+        self._bytes_fed += size
+        if self._bytes_fed > MAX_FLIGHT_BYTES:
+            raise PeerProtocolError(
+                f"the server sent more than {MAX_FLIGHT_BYTES} bytes without "
+                f"ending its flight (byte {self._bytes_fed} at offset {offset})",
+                offset=offset,
+                field="flight length",
+                value=self._bytes_fed,
+                limit=MAX_FLIGHT_BYTES,
+            )
+
+    def _count_events(self) -> None:
+        if len(self._events) > MAX_EVENTS:
+            offset = self._events[-1].offset
+            raise PeerProtocolError(
+                f"the server sent more than {MAX_EVENTS} records and messages "
+                f"without ending its flight (the last at offset {offset})",
+                offset=offset,
+                field="flight messages",
+                value=len(self._events),
+                limit=MAX_EVENTS,
+            )
 
     def _record_protocol_error(self, error: PeerProtocolError) -> None:
         event = ev.ProtocolErrorRaised(

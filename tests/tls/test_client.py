@@ -14,7 +14,13 @@ from hypothesis import strategies as st
 from tls_bytes import extension, feedings, handshake, hx, record, sslv2_record, vec
 
 from pktscan.tls import events as ev
-from pktscan.tls.client import HandshakeOutcome, HandshakeReader
+from pktscan.tls.client import (
+    MAX_EVENTS,
+    MAX_FLIGHT_BYTES,
+    HandshakeOutcome,
+    HandshakeReader,
+)
+from pktscan.tls.messages import MAX_HANDSHAKE_MESSAGE_LEN
 
 FLIGHTS = Path(__file__).parent / "flights"
 MANIFEST = json.loads((FLIGHTS / "manifest.json").read_text())
@@ -455,3 +461,58 @@ def test_tls13_key_share_kind(group: int, key_exchange: dict[str, object]) -> No
     assert outcome.outcome == "no_certificate"
     assert outcome.version_name == "TLSv1.3"
     assert outcome.key_exchange == key_exchange
+
+
+# Floods: a reply that never ends its flight is cut off, not buffered.
+
+
+def test_warning_alert_flood_ends_attempt() -> None:
+    reader = HandshakeReader("tls")
+    fed = 0
+    while not reader.done and fed < 10_000:
+        reader.feed(WARNING_NAME)
+        fed += 1
+    outcome = reader.finish()
+    assert fed == MAX_EVENTS + 1
+    assert outcome.outcome == "protocol_error"
+    assert outcome.error == (
+        f"the server sent more than {MAX_EVENTS} records and messages without "
+        # The last alert's description follows its 5-byte record header.
+        f"ending its flight (the last at offset {MAX_EVENTS * len(WARNING_NAME) + 5})"
+    )
+    assert len(outcome.events) == MAX_EVENTS + 2
+
+
+def test_endless_bytes_end_attempt() -> None:
+    reader = HandshakeReader("tls")
+    # Handshake messages of an unknown type (0x63), each of the maximum
+    # length, without end: each one completes, so only the byte cap stops
+    # the reply.
+    size = MAX_HANDSHAKE_MESSAGE_LEN
+    message = bytes([0x63]) + size.to_bytes(3, "big") + bytes(size)
+    stream = message * 5
+    chunks = [stream[i : i + 16_000] for i in range(0, len(stream), 16_000)]
+    fed = 0
+    for fragment in chunks:
+        if reader.done:
+            break
+        reader.feed(record(0x16, 0x0303, fragment))
+        fed += 1
+    outcome = reader.finish()
+    assert fed * (16_000 + 5) > MAX_FLIGHT_BYTES
+    assert (fed - 1) * (16_000 + 5) <= MAX_FLIGHT_BYTES
+    assert outcome.outcome == "protocol_error"
+    assert (outcome.error or "").startswith(
+        f"the server sent more than {MAX_FLIGHT_BYTES} bytes without ending"
+    )
+
+
+def test_chain_kept_when_flood_follows() -> None:
+    reader = HandshakeReader("tls")
+    reader.feed(flight(SERVER_HELLO, CERTIFICATE))
+    for _ in range(MAX_EVENTS + 5):
+        reader.feed(WARNING_NAME)
+    outcome = reader.finish()
+    assert reader.done
+    assert outcome.outcome == "certificate"
+    assert outcome.chain == (LEAF,)
