@@ -45,6 +45,9 @@ from pktscan.store.postgres import PostgresInventory
 from pktscan.store.sqlite import Inventory
 
 EXIT_INTERRUPTED = 130
+# Bound on --wait and --timeout: one hour is longer than any TCP peer is
+# worth waiting for, and rejects inf and nan, which never time out.
+MAX_SECONDS = 3600
 # Some ports were not fully scanned because of failures on our side.
 EXIT_FAILURES = 1
 
@@ -301,8 +304,18 @@ def _validate_numbers(options: ScanOptions) -> None:
     checks = [
         ("--rate", options.rate, options.rate >= 0, "0 or more"),
         ("--retries", options.retries, options.retries >= 0, "0 or more"),
-        ("--wait", options.wait, options.wait >= 0, "0 or more seconds"),
-        ("--timeout", options.timeout, options.timeout > 0, "more than 0 seconds"),
+        (
+            "--wait",
+            options.wait,
+            0 <= options.wait <= MAX_SECONDS,
+            f"0 to {MAX_SECONDS} seconds",
+        ),
+        (
+            "--timeout",
+            options.timeout,
+            0 < options.timeout <= MAX_SECONDS,
+            f"more than 0 and at most {MAX_SECONDS} seconds",
+        ),
         ("--concurrency", options.concurrency, options.concurrency > 0, "1 or more"),
         (
             "--max-connections",

@@ -451,6 +451,10 @@ class _PcapngSection:
         )
 
     def _simple_packet(self, body: bytes, order: str, offset: int) -> Frame:
+        if len(body) < 4:
+            raise _Corrupt(
+                f"simple packet block body of {len(body)} bytes, expected >= 4"
+            )
         interface = self._interface(0)
         original = struct.unpack(order + "I", body[:4])[0]
         captured = min(original, len(body) - 4)

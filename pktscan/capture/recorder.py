@@ -262,6 +262,11 @@ class PcapRecorder:
                 return
 
     def _open_file(self) -> BinaryIO:
+        header = dpkt.pcap.LEFileHdr(
+            magic=dpkt.pcap.TCPDUMP_MAGIC_NANO,
+            snaplen=self.snaplen + SLL2_HEADER_LEN,
+            linktype=LINKTYPE_LINUX_SLL2,
+        )
         try:
             handle = self.path.open("wb")
         except OSError as exc:
@@ -269,13 +274,18 @@ class PcapRecorder:
                 f"cannot create capture file {self.path}: {exc.strerror}",
                 hint="check that the directory exists and is writable",
             ) from exc
-        header = dpkt.pcap.LEFileHdr(
-            magic=dpkt.pcap.TCPDUMP_MAGIC_NANO,
-            snaplen=self.snaplen + SLL2_HEADER_LEN,
-            linktype=LINKTYPE_LINUX_SLL2,
-        )
-        handle.write(bytes(header))
-        handle.flush()
+        try:
+            # Writing the header now finds a full disk before the scan starts.
+            handle.write(bytes(header))
+            handle.flush()
+        except OSError as exc:
+            # close() flushes the same buffer again and fails the same way.
+            with contextlib.suppress(OSError):
+                handle.close()
+            raise CaptureError(
+                f"cannot write capture file {self.path}: {exc.strerror}",
+                hint="free space on its file system or record somewhere else",
+            ) from exc
         return handle
 
     def _run(self) -> None:

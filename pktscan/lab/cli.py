@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
-import subprocess
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -129,16 +129,17 @@ def exec_command(
         argv = Lab.load(name, state_dir).exec_argv(command)
     except LocalError as error:
         _fail(error)
+    # Replace this process with `ip netns exec`, which in turn execs the
+    # command: signals sent to this PID (SIGTERM, SIGINT) then reach the
+    # command itself, and its exit status is this process's exit status.
+    sys.stdout.flush()
+    sys.stderr.flush()
     try:
-        completed = subprocess.run(argv, check=False)
+        os.execvp(argv[0], argv)
     except OSError as error:
-        typer.echo(f"error: cannot run ip netns exec: {error}", err=True)
-        raise typer.Exit(1) from error
-    code = completed.returncode
-    # A command killed by a signal exits as a shell reports it: 128 + signal.
-    if code < 0:
-        code = 128 + signal.Signals(-code).value
-    raise typer.Exit(code)
+        typer.echo(f"error: cannot run {argv[0]}: {error.strerror}", err=True)
+        typer.echo("hint: install iproute2, which provides ip", err=True)
+        raise typer.Exit(2) from error
 
 
 if __name__ == "__main__":

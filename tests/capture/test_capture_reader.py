@@ -232,3 +232,18 @@ def test_reader_cut_gzip_stream(tmp_path: Path) -> None:
     assert damage is not None
     assert damage.number == len(frames) + 1
     assert damage.reason.startswith(("decompression failed", "file ends after"))
+
+
+def test_reader_empty_simple_packet_block(tmp_path: Path) -> None:
+    good = _pcapng(_handshake_builder(), (1,))
+    path = tmp_path / "empty-spb.pcapng"
+    # A Simple Packet Block (type 3) whose body lacks even the 4-byte
+    # original length.
+    path.write_bytes(good + _pcapng_block(3, b""))
+    frames, damage = _frames(path)
+
+    assert len(frames) == 4
+    assert damage is not None
+    assert damage.number == 5
+    assert damage.offset == len(good)
+    assert damage.reason == "simple packet block body of 0 bytes, expected >= 4"

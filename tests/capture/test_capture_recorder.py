@@ -19,7 +19,7 @@ import dpkt
 import pytest
 
 from pktscan.capture.recorder import LINKTYPE_LINUX_SLL2, PcapRecorder
-from pktscan.errors import InputError
+from pktscan.errors import CaptureError, InputError
 
 pytestmark = pytest.mark.rawsock
 
@@ -122,6 +122,17 @@ def test_recorder_missing_interface(tmp_path: Path) -> None:
     recorder = PcapRecorder(tmp_path / "x.pcap", interface="nosuchif0")
     with pytest.raises(InputError, match="nosuchif0"):
         recorder.start()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_recorder_full_disk_is_capture_error() -> None:
+    recorder = PcapRecorder(Path("/dev/full"))
+    with pytest.raises(CaptureError) as caught:
+        recorder.start()
+    assert caught.value.message == (
+        "cannot write capture file /dev/full: No space left on device"
+    )
+    assert caught.value.hint == "free space on its file system or record somewhere else"
 
 
 def test_recorder_snaplen_out_of_range(tmp_path: Path) -> None:
