@@ -46,6 +46,9 @@ from pktscan.targets import (
 logger = logging.getLogger(__name__)
 
 HTTP_PORTS = frozenset({80})
+# A /8 with its broadcast addresses would otherwise log a line per port; the
+# results and the summary still count every unroutable port.
+UNROUTABLE_LOG_LIMIT = 10
 ENGINES = ("raw", "kernel")
 # The raw engine's target loop yields to the event loop after this many
 # targets, so that replies are read while SYNs go out.
@@ -125,6 +128,7 @@ class _Scan:
         self.stop = threading.Event()
         self.summary = ScanSummary(started=time.time())
         self.limit = asyncio.Semaphore(max(1, options.concurrency))
+        self.unroutable = 0
 
     def emit(self, result: PortResult) -> None:
         result.time = time.time()
@@ -223,7 +227,11 @@ class _Scan:
                     before_hello=before,
                 )
         except NoRouteError as error:
-            logger.warning("%s:%d: no route: %s", ip, port, error)
+            self.unroutable += 1
+            if self.unroutable <= UNROUTABLE_LOG_LIMIT:
+                logger.warning("%s:%d: no route: %s", ip, port, error)
+            if self.unroutable == UNROUTABLE_LOG_LIMIT:
+                logger.warning("more unroutable ports follow; not logged one by one")
             result.state = "unroutable"
             result.error = f"no route: {error}"
             self.emit(result)
