@@ -343,22 +343,28 @@ def test_probe_command_interrupt(namespace_pair: NamespacePair) -> None:
          "--retries", "0", "--wait", "0.5", "--seed", "1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
         cwd=REPO,
         env=dict(os.environ, PYTHONPATH=str(REPO)),
     )  # fmt: skip
-    pair.processes.append(process)
+    pair.processes.append(process)  # type: ignore[arg-type]
     assert process.stdout is not None
-    first = process.stdout.readline()
+    # Byte by byte from the pipe: a buffered readline could take more than
+    # the first line, and communicate() reads the pipe, not that buffer.
+    first = b""
+    while not first.endswith(b"\n"):
+        chunk = os.read(process.stdout.fileno(), 1)
+        assert chunk, "the command ended before its first line"
+        first += chunk
     process.send_signal(signal.SIGINT)
-    rest, errors = process.communicate(timeout=60)
+    rest_bytes, error_bytes = process.communicate(timeout=60)
+    rest, errors = rest_bytes.decode(), error_bytes.decode()
 
-    lines = [json.loads(line) for line in (first + rest).splitlines()]
+    lines = [json.loads(line) for line in (first.decode() + rest).splitlines()]
     assert process.returncode == 0, errors
     assert "interrupted: sending stopped" in errors
     sent = int(errors.splitlines()[-1].split()[1])
     assert 1 <= sent < 1001
-    assert len(lines) == sent
+    assert len(lines) == sent, errors
     assert len({line["port"] for line in lines}) == sent
     assert all(line["state"] == "closed" for line in lines)
 
