@@ -1,10 +1,15 @@
 """Routes and next-hop link-layer addresses, asked of the kernel.
 
-Routes come from an RTM_GETROUTE netlink request per destination (what
-``ip route get`` sends), so policy routing and every table count, at a cost of
-one round trip to the kernel for each new destination. Neighbour entries come
-from ``ip -j neigh show``, read again at most once a second when a next hop is
-missing.
+Routes come from an RTM_GETROUTE netlink request (what ``ip route get``
+sends), so policy routing and every table count. A route through a gateway
+is then cached for its whole prefix when that is safe (see
+`RouteTable.lookup`), and other routes per destination, so that a large scan
+does not cost one round trip to the kernel per address. Neighbour entries
+come from ``ip -j neigh show``, read again at most once a second when a next
+hop is missing.
+
+NOTE: cached routes are never read again, so a route that changes during a
+scan keeps its old next hop for the rest of that scan.
 """
 
 from __future__ import annotations
