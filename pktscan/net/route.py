@@ -132,13 +132,14 @@ class RouteTable:
         if route is not None:
             return route
         route = self._prefixes.lookup(destination)
-        if route is not None:
-            return route
-        route = self._request(destination)
-        if route.gateway is not None and not route.local:
-            self._learn_prefix(destination, route)
-        # First in, first out: a scan's random order gives a least recently
-        # used policy nothing to keep, and a hit then costs one dict lookup.
+        if route is None:
+            route = self._request(destination)
+            if route.gateway is not None and not route.local:
+                self._learn_prefix(destination, route)
+        # Prefix hits go into this cache too, so that a scan of up to
+        # ROUTE_CACHE_SIZE addresses costs one dict lookup per SYN. First
+        # in, first out: a scan's random order gives a least recently used
+        # policy nothing to keep.
         if len(self._cache) >= ROUTE_CACHE_SIZE:
             del self._cache[next(iter(self._cache))]
         self._cache[destination] = route

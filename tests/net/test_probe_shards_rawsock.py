@@ -106,10 +106,13 @@ def test_resume_after_max_runtime(
     targets = prepare(pair)
     output = tmp_path / "scan.jsonl"
     resume = tmp_path / "scan.resume"
-    # About 2 s of probes at this rate, so that a 0.5 s run stops early.
+    # About 2 s of probes at this rate, so that a 0.5 s run stops early. The
+    # wait is generous so that a loaded machine does not turn a slow answer,
+    # such as the first one over IPv6 after neighbour discovery, into a
+    # filtered port.
     arguments = [
-        *targets, "-p", PORTS, "--rate", "100", "--wait", "0.3",
-        "-o", str(output), "--resume", str(resume),
+        *targets, "-p", PORTS, "--rate", "100", "--wait", "1",
+        "--retries", "2", "-o", str(output), "--resume", str(resume),
     ]  # fmt: skip
 
     first = pair.run_in_scanner(
