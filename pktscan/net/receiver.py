@@ -120,8 +120,9 @@ class ReceiverProcess:
         self._eof = False
 
     def start(self) -> None:
-        """Fork the child. Call from a process without other threads that
-        hold locks the child could need (the child uses none of logging)."""
+        """Fork the child. The caller may have other threads, as `pktscan
+        scan` does: the child runs no scapy or logging code and imports
+        nothing, so it never waits on a lock that the fork copied."""
         records_read, records_write = os.pipe()
         control_read, control_write = os.pipe()
         with contextlib.suppress(OSError):
