@@ -195,10 +195,17 @@ class HelloRetryRequest:
     cookie: bytes | None = None
 
 
+# Extensions a HelloRetryRequest may carry (RFC 8446 4.2): supported_versions,
+# key_share and cookie. Others in an HRR are kept raw in `extensions` only.
+HELLO_RETRY_EXTENSIONS: Final = frozenset({0x002B, 0x0033, 0x002C})
+
+
 def _ext_server_hello_fields(
     ext_type: int, data: ByteReader, hello_retry: bool
 ) -> dict[str, object]:
     """Decode the data of one known extension into dataclass field values."""
+    if hello_retry and ext_type not in HELLO_RETRY_EXTENSIONS:
+        return {}
     empty = {
         0x0017: "extended_master_secret",
         0x0023: "session_ticket",

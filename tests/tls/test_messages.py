@@ -139,6 +139,31 @@ def test_hello_retry_request() -> None:
     assert request.cookie == b"cookie"
 
 
+@pytest.mark.parametrize(
+    "extension_bytes",
+    [
+        extension(0x0005, b""),  # status_request (found by scripts/fuzz-tls)
+        extension(0x0017, b""),  # extended_master_secret
+        extension(0xFF01, vec(1)),  # renegotiation_info
+    ],
+)
+def test_hello_retry_keeps_foreign_extension_raw(extension_bytes: bytes) -> None:
+    body = (
+        hx("0303")
+        + HELLO_RETRY_REQUEST_RANDOM
+        + vec(1)
+        + hx("1301 00")
+        + vec(2, extension(0x002B, hx("0304")), extension_bytes)
+    )
+    request = decode_server_hello(message(2, body))
+    assert isinstance(request, HelloRetryRequest)
+    assert request.selected_version == 0x0304
+    assert [e.extension_type for e in request.extensions] == [
+        0x002B,
+        int.from_bytes(extension_bytes[:2], "big"),
+    ]
+
+
 def test_duplicate_extension_first_counts() -> None:
     body = (
         hx("0303")
