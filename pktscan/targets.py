@@ -24,11 +24,15 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from pktscan.errors import InputError
 
 MIN_PORT = 1
 MAX_PORT = 65535
+# Our cap on one line of a target file: a name is at most 253 bytes and a
+# range of IPv6 addresses under 100, so 4 KiB leaves room for comments.
+MAX_TARGET_LINE_BYTES = 4096
 
 TARGET_FORMS_HINT = (
     "use an address (198.18.0.1, 2001:db8::1), a CIDR (198.18.0.0/24), "
@@ -222,23 +226,53 @@ def _read_spec_file(name: str) -> Iterator[tuple[str | None, str]]:
             "invalid target '@': missing file name after @", TARGET_FORMS_HINT
         )
     try:
-        text = Path(name).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
+        with Path(name).open("rb") as handle:
+            yield from _spec_lines(handle, name)
+    except OSError as error:
         raise InputError(
             f"cannot read target file '{name}': {error}",
             "check that the file exists, is readable and is UTF-8 text",
         ) from error
-    for number, line in enumerate(text.splitlines(), start=1):
+
+
+def _spec_lines(handle: BinaryIO, name: str) -> Iterator[tuple[str | None, str]]:
+    for number, line in enumerate(_read_lines(handle, name), start=1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
         if line.startswith("@"):
             raise InputError(
-                f"invalid target '{line}' at {name}:{number}: "
+                f"invalid target {line!r} at {name}:{number}: "
                 "@FILE is not allowed inside a target file",
                 "list the addresses of the other file directly",
             )
         yield f"{name}:{number}", line
+
+
+def _read_lines(handle: BinaryIO, name: str) -> Iterator[str]:
+    """Yield a target file's lines, each at most MAX_TARGET_LINE_BYTES long.
+
+    Lines are read one at a time, so that a file of millions of targets is
+    never held whole, and a file with no line ends (/dev/zero) fails at
+    once instead of filling memory.
+    """
+    number = 0
+    while line := handle.readline(MAX_TARGET_LINE_BYTES + 1):
+        number += 1
+        if len(line) > MAX_TARGET_LINE_BYTES:
+            raise InputError(
+                f"line {number} of target file '{name}' is longer than "
+                f"{MAX_TARGET_LINE_BYTES} bytes",
+                "give one address, CIDR, range or name per line",
+            )
+        try:
+            yield line.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise InputError(
+                f"cannot read target file '{name}': line {number} is not UTF-8"
+                f" ({error.reason} at byte {error.start})",
+                "check that the file is UTF-8 text",
+            ) from None
 
 
 def _parse_one(

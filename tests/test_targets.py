@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from pktscan.errors import InputError
 from pktscan.targets import (
+    MAX_TARGET_LINE_BYTES,
     AddressRange,
     TargetSpace,
     merge_ranges,
@@ -622,3 +623,34 @@ def test_walk_rejects_invalid_start() -> None:
         space.walk(-1)
     with pytest.raises(ValueError, match=f"invalid walk start {space.shard_steps + 1}"):
         space.walk(space.shard_steps + 1)
+
+
+def test_target_file_line_too_long(tmp_path: Path) -> None:
+    path = tmp_path / "targets.txt"
+    path.write_bytes(b"198.18.0.1\n" + b"9" * (MAX_TARGET_LINE_BYTES + 1) + b"\n")
+    with pytest.raises(InputError) as caught:
+        parse_targets([f"@{path}"])
+    assert caught.value.message == (
+        f"line 2 of target file '{path}' is longer than {MAX_TARGET_LINE_BYTES} bytes"
+    )
+
+
+def test_target_file_without_line_ends_stops(tmp_path: Path) -> None:
+    # A file of zero bytes and no newline, as /dev/zero gives, fails at
+    # the first line instead of being read whole.
+    path = tmp_path / "zeros"
+    path.write_bytes(bytes(3 * MAX_TARGET_LINE_BYTES))
+    with pytest.raises(InputError) as caught:
+        parse_targets([f"@{path}"])
+    assert caught.value.message.startswith("line 1 of target file")
+
+
+def test_target_file_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "targets.txt"
+    path.write_bytes(b"198.18.0.1\n\xff\n")
+    with pytest.raises(InputError) as caught:
+        parse_targets([f"@{path}"])
+    assert caught.value.message == (
+        f"cannot read target file '{path}': line 2 is not UTF-8"
+        " (invalid start byte at byte 0)"
+    )
