@@ -32,7 +32,7 @@ from typing import Literal, Protocol
 
 from pktscan.capture.bpf import attach_filter, compile_filter
 from pktscan.errors import LocalError, PrivilegeError
-from pktscan.net.route import NeighbourTable, RouteTable
+from pktscan.net.route import NeighbourTable, NoRouteError, RouteTable
 from pktscan.net.sockets import PRIVILEGE_HINT, Sender
 from pktscan.net.tcpwire import ReceivedSegment, build_datagram, parse_datagram
 from pktscan.net.usertcp import (
@@ -714,6 +714,11 @@ async def self_test(engine: RawEngine, timeout: float = 2.0) -> None:
             syn_attempts=2,
             syn_wait=timeout / 2,
         )
+    except NoRouteError as error:
+        raise EngineError(
+            f"raw engine self-test failed: no route to 127.0.0.1: {error}",
+            hint="bring the loopback interface up (ip link set lo up)",
+        ) from error
     finally:
         server.close()
     if reply.data != SELF_TEST_REPLY or received != [SELF_TEST_REQUEST]:
