@@ -387,6 +387,9 @@ class RawEngine:
         connection = _Connection(
             key, ip, client, consumer, timeout, self._loop.create_future()
         )
+        # NOTE: the source address is always the one the kernel picks for the
+        # route. Sending from an address the kernel does not own, answering
+        # ARP for it instead of installing the nftables rule, is not built.
         connection.source = route.source
         connection.version = version
         connection.interface = route.interface
