@@ -1,0 +1,402 @@
+"""Decode a server's reply three ways, into the same comparable fields.
+
+`decode_ours` runs the reply through pktscan's codec (records, handshake
+reassembly and the message decoders), `decode_tshark` walks the layers of
+`tshark -T json`, and `decode_scapy` walks scapy's `TLS`/`SSLv2` layers.
+Each returns a `Fields`: the records in wire order as
+(content type, version, length), and the messages in wire order as small
+dicts that hold only what the three can all report:
+
+- handshake: `type`; ServerHello `version`, `cipher_suite`,
+  `session_id_length`, `extensions` (types in order); Certificate
+  `certificates` (SHA-256 prefixes of each DER); ServerKeyExchange
+  `named_group` or `p_len`;
+- alert: `alert` = (level, description);
+- SSL 2.0: `sslv2` = msg_type, `cipher_specs`, `certificates`.
+
+Handshake messages are read only up to the first ChangeCipherSpec record:
+what follows is encrypted. An SSL 2.0 record's content type is "sslv2".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dpkt
+from scapy.layers.tls.record import TLS
+from scapy.layers.tls.record_sslv2 import SSLv2
+from scapy.packet import Raw
+
+from pktscan.errors import PeerProtocolError
+from pktscan.tls.keyexchange import decode_server_key_exchange
+from pktscan.tls.messages import (
+    HandshakeAssembler,
+    HandshakeMessage,
+    ServerHello,
+    decode_certificate,
+    decode_server_hello,
+)
+from pktscan.tls.record import SSLv2Record, TlsRecord, parse_records
+from pktscan.tls.sslv2 import decode_sslv2_server_hello
+
+SERVER_ADDRESS = "198.18.0.2"
+CLIENT_ADDRESS = "198.18.0.1"
+SERVER_PORT = 443
+CLIENT_PORT = 40000
+MSS = 1460  # bytes of TCP payload per segment, as on Ethernet
+DIGEST_LEN = 16  # hex digits of SHA-256 kept per certificate
+
+CONTENT_CHANGE_CIPHER_SPEC = 20
+CONTENT_ALERT = 21
+CONTENT_HANDSHAKE = 22
+SSLV2_SERVER_HELLO = 4
+HANDSHAKE_SERVER_HELLO = 2
+HANDSHAKE_CERTIFICATE = 11
+HANDSHAKE_SERVER_KEY_EXCHANGE = 12
+TLS13 = 0x0304
+
+Record = tuple[int | str, int, int]
+Message = dict[str, object]
+
+
+@dataclass(slots=True)
+class Fields:
+    """What one decoder made of a reply: records and messages in wire order."""
+
+    records: list[Record] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
+
+
+def digest(der: bytes) -> str:
+    """Short SHA-256 of a certificate, enough to tell chains apart."""
+    return hashlib.sha256(der).hexdigest()[:DIGEST_LEN]
+
+
+# Synthetic capture
+
+
+def write_server_pcap(data: bytes, path: Path) -> None:
+    """Write `data` as one TCP connection's server side, in MSS segments.
+
+    The connection opens with a three-way handshake so that tshark
+    dissects a whole stream; sequence numbers run on from the SYN-ACK.
+    """
+    server = socket.inet_aton(SERVER_ADDRESS)
+    client = socket.inet_aton(CLIENT_ADDRESS)
+    client_seq, server_seq = 1000, 5000
+    ack, push = dpkt.tcp.TH_ACK, dpkt.tcp.TH_ACK | dpkt.tcp.TH_PUSH
+    frames = [
+        _frame(
+            client, server, CLIENT_PORT, SERVER_PORT, client_seq, 0, dpkt.tcp.TH_SYN
+        ),
+        _frame(
+            server,
+            client,
+            SERVER_PORT,
+            CLIENT_PORT,
+            server_seq,
+            client_seq + 1,
+            dpkt.tcp.TH_SYN | ack,
+        ),
+        _frame(
+            client,
+            server,
+            CLIENT_PORT,
+            SERVER_PORT,
+            client_seq + 1,
+            server_seq + 1,
+            ack,
+        ),
+    ]
+    for start in range(0, len(data), MSS):
+        seq = server_seq + 1 + start
+        chunk = data[start : start + MSS]
+        frames.append(
+            _frame(
+                server, client, SERVER_PORT, CLIENT_PORT, seq, client_seq + 1,
+                push, chunk,
+            )
+        )  # fmt: skip
+    with path.open("wb") as out:
+        writer = dpkt.pcap.Writer(out)
+        for number, frame in enumerate(frames):
+            writer.writepkt(frame, ts=1.0 + number / 1000)
+
+
+def _frame(
+    src: bytes,
+    dst: bytes,
+    sport: int,
+    dport: int,
+    seq: int,
+    ack: int,
+    flags: int,
+    payload: bytes = b"",
+) -> bytes:
+    tcp = dpkt.tcp.TCP(
+        sport=sport, dport=dport, seq=seq, ack=ack, flags=flags, win=65535,
+        data=payload,
+    )  # fmt: skip
+    ip = dpkt.ip.IP(src=src, dst=dst, p=dpkt.ip.IP_PROTO_TCP, ttl=64, data=tcp)
+    ip.len = len(ip.pack_hdr()) + len(bytes(tcp))
+    ether = dpkt.ethernet.Ethernet(
+        src=b"\x02" * 6, dst=b"\x04" * 6, type=dpkt.ethernet.ETH_TYPE_IP, data=ip
+    )
+    return bytes(ether)
+
+
+# pktscan
+
+
+def decode_ours(data: bytes) -> Fields:
+    """Decode a server's bytes with pktscan's codec, up to the first error."""
+    fields = Fields()
+    assembler = HandshakeAssembler()
+    state: dict[str, int] = {}
+    encrypted = False
+    for record in _records(data):
+        if isinstance(record, SSLv2Record):
+            fields.records.append(("sslv2", 2, len(record.body) + record.padding_len))
+            fields.messages.append(_sslv2_message(record))
+            continue
+        fields.records.append(
+            (record.content_type, record.version, len(record.fragment))
+        )
+        if record.content_type == CONTENT_CHANGE_CIPHER_SPEC:
+            encrypted = True
+        if encrypted:
+            continue
+        try:
+            fields.messages.extend(_record_messages(record, assembler, state))
+        except PeerProtocolError as error:
+            fields.messages.append({"error": str(error)})
+            encrypted = True
+    return fields
+
+
+def _records(data: bytes) -> list[TlsRecord | SSLv2Record]:
+    try:
+        return list(parse_records(data).records)
+    except PeerProtocolError as error:
+        end = error.offset or 0
+        if end <= 0 or end >= len(data):
+            return []
+        return _records(data[:end])
+
+
+def _sslv2_message(record: SSLv2Record) -> Message:
+    msg_type = record.body[0]
+    if msg_type != SSLV2_SERVER_HELLO:
+        return {"sslv2": msg_type}
+    hello = decode_sslv2_server_hello(record.body, record.fragment_offset)
+    return {
+        "sslv2": msg_type,
+        "cipher_specs": hello.cipher_specs,
+        "certificates": (digest(hello.certificate),) if hello.certificate else (),
+    }
+
+
+def _record_messages(
+    record: TlsRecord, assembler: HandshakeAssembler, state: dict[str, int]
+) -> Iterator[Message]:
+    if record.content_type == CONTENT_ALERT:
+        fragment = record.fragment
+        for start in range(0, len(fragment) - 1, 2):
+            yield {"alert": (fragment[start], fragment[start + 1])}
+    elif record.content_type == CONTENT_HANDSHAKE:
+        for message in assembler.feed(record.fragment, record.fragment_offset):
+            yield _handshake_fields(message, state)
+
+
+def _handshake_fields(message: HandshakeMessage, state: dict[str, int]) -> Message:
+    out: Message = {"type": message.msg_type}
+    if message.msg_type == HANDSHAKE_SERVER_HELLO:
+        hello = decode_server_hello(message)
+        if isinstance(hello, ServerHello):
+            state["suite"], state["version"] = hello.cipher_suite, hello.version
+            out["version"] = hello.server_version
+        out["cipher_suite"] = hello.cipher_suite
+        out["session_id_length"] = len(hello.session_id)
+        out["extensions"] = tuple(e.extension_type for e in hello.extensions)
+    elif message.msg_type == HANDSHAKE_CERTIFICATE:
+        tls13 = state.get("version") == TLS13
+        certificate = decode_certificate(message, tls13=tls13)
+        out["certificates"] = tuple(digest(der) for der in certificate.certificates)
+    elif message.msg_type == HANDSHAKE_SERVER_KEY_EXCHANGE and "suite" in state:
+        exchange = decode_server_key_exchange(message, state["suite"], state["version"])
+        if exchange.named_group is not None:
+            out["named_group"] = exchange.named_group
+        if exchange.dh_p is not None:
+            out["p_len"] = len(exchange.dh_p)
+    return out
+
+
+# tshark
+
+
+def as_list(value: Any) -> list[Any]:
+    """tshark's JSON gives one value bare and repeated values as a list."""
+    return value if isinstance(value, list) else [value]
+
+
+def tshark_records(layer: Any) -> Iterator[dict[str, Any]]:
+    """Yield every `tls.record` dict under a tshark layer, in document order."""
+    if isinstance(layer, list):
+        for item in layer:
+            yield from tshark_records(item)
+    elif isinstance(layer, dict):
+        if "tls.record.version" in layer:
+            yield layer
+            return
+        for value in layer.values():
+            yield from tshark_records(value)
+
+
+def decode_tshark(records: list[dict[str, Any]]) -> Fields:
+    """Turn tshark's `tls.record` dicts for one server stream into `Fields`."""
+    fields = Fields()
+    encrypted = False
+    for record in records:
+        content = record.get("tls.record.content_type") or record.get(
+            "tls.record.opaque_type"
+        )
+        version = int(record["tls.record.version"], 16)
+        length = int(record["tls.record.length"])
+        if content is None:
+            fields.records.append(("sslv2", version, length))
+            fields.messages.append(_tshark_sslv2(record))
+            continue
+        fields.records.append((int(content), version, length))
+        if int(content) == CONTENT_CHANGE_CIPHER_SPEC:
+            encrypted = True
+        if not encrypted:
+            fields.messages.extend(_tshark_messages(record))
+    return fields
+
+
+def _tshark_sslv2(record: dict[str, Any]) -> Message:
+    msg_type = int(record["tls.handshake.type"])
+    if msg_type != SSLV2_SERVER_HELLO:
+        return {"sslv2": msg_type}
+    specs = record.get("tls.handshake.ciphersuites", {}).get("tls.handshake.cipherspec")
+    certificate = record.get("tls.handshake.certificate")
+    return {
+        "sslv2": msg_type,
+        "cipher_specs": tuple(int(s, 16) for s in as_list(specs or [])),
+        "certificates": (_hex_digest(certificate),) if certificate else (),
+    }
+
+
+def _hex_digest(value: str) -> str:
+    return digest(bytes.fromhex(value.replace(":", "")))
+
+
+def _tshark_messages(record: dict[str, Any]) -> Iterator[Message]:
+    for alert in as_list(record.get("tls.alert_message", [])):
+        if isinstance(alert, dict):
+            level = int(alert["tls.alert_message.level"])
+            yield {"alert": (level, int(alert["tls.alert_message.desc"]))}
+    for message in as_list(record.get("tls.handshake", [])):
+        if isinstance(message, dict) and "tls.handshake.type" in message:
+            yield _tshark_handshake(message)
+
+
+def _tshark_handshake(message: dict[str, Any]) -> Message:
+    msg_type = int(message["tls.handshake.type"])
+    out: Message = {"type": msg_type}
+    if msg_type == HANDSHAKE_SERVER_HELLO:
+        if "tls.handshake.version" in message:
+            out["version"] = int(message["tls.handshake.version"], 16)
+        out["cipher_suite"] = int(message["tls.handshake.ciphersuite"], 16)
+        out["session_id_length"] = int(message["tls.handshake.session_id_length"])
+        out["extensions"] = tuple(
+            int(extension["tls.handshake.extension.type"])
+            for key, value in message.items()
+            if key.startswith("Extension:")
+            for extension in as_list(value)
+        )
+    elif msg_type == HANDSHAKE_CERTIFICATE:
+        chain = message.get("tls.handshake.certificates", {})
+        ders = as_list(chain.get("tls.handshake.certificate", []))
+        out["certificates"] = tuple(_hex_digest(der) for der in ders)
+    elif msg_type == HANDSHAKE_SERVER_KEY_EXCHANGE:
+        out.update(_tshark_key_exchange(message))
+    return out
+
+
+def _tshark_key_exchange(message: dict[str, Any]) -> Message:
+    out: Message = {}
+    for key, value in message.items():
+        if not isinstance(value, dict):
+            continue
+        if (
+            key.startswith("EC Diffie-Hellman")
+            and "tls.handshake.server_named_curve" in value
+        ):
+            out["named_group"] = int(value["tls.handshake.server_named_curve"], 16)
+        if key.startswith("Diffie-Hellman") and "tls.handshake.p_len" in value:
+            out["p_len"] = int(value["tls.handshake.p_len"])
+    return out
+
+
+# scapy
+
+
+def decode_scapy(data: bytes, hello_format: str) -> Fields:
+    """Decode a server's bytes with scapy's `TLS` or `SSLv2` layer."""
+    fields = Fields()
+    if hello_format == "sslv2" and data[:1] and data[0] & 0x80:
+        _scapy_sslv2(SSLv2(data), fields)  # type: ignore[no-untyped-call]
+        return fields
+    layer: Any = TLS(data)  # type: ignore[no-untyped-call]
+    encrypted = False
+    while isinstance(layer, TLS):
+        fields.records.append((layer.type, layer.version, layer.len))
+        if layer.type == CONTENT_CHANGE_CIPHER_SPEC:
+            encrypted = True
+        if not encrypted:
+            fields.messages.extend(_scapy_message(m) for m in layer.msg)
+        layer = layer.payload
+    if isinstance(layer, Raw):
+        # Bytes that scapy left out of its record layers, counted.
+        fields.records.append(("undecoded", 0, len(bytes(layer))))
+    return fields
+
+
+def _scapy_sslv2(layer: Any, fields: Fields) -> None:
+    fields.records.append(("sslv2", 2, layer.len))
+    for message in layer.msg:
+        out: Message = {"sslv2": message.msgtype}
+        if message.msgtype == SSLV2_SERVER_HELLO:
+            out["cipher_specs"] = tuple(message.ciphers)
+            cert = message.cert
+            out["certificates"] = (digest(bytes(cert.der)),) if cert else ()
+        fields.messages.append(out)
+
+
+def _scapy_message(message: Any) -> Message:
+    name = type(message).__name__
+    if isinstance(message, Raw):
+        return {"undecoded": len(bytes(message))}
+    if name == "TLSAlert":
+        return {"alert": (message.level, message.descr)}
+    out: Message = {"type": message.msgtype}
+    if name == "TLSServerHello":
+        out["version"] = message.version
+        out["cipher_suite"] = message.cipher
+        out["session_id_length"] = message.sidlen
+        out["extensions"] = tuple(e.type for e in message.ext or ())
+    elif name == "TLSCertificate":
+        out["certificates"] = tuple(digest(bytes(c.der)) for _, c in message.certs)
+    elif name == "TLSServerKeyExchange":
+        params = message.params
+        if hasattr(params, "named_curve"):
+            out["named_group"] = params.named_curve
+        if hasattr(params, "dh_plen"):
+            out["p_len"] = params.dh_plen
+    return out
