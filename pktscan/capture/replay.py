@@ -22,8 +22,8 @@ flow that brought a certificate, while every TLS flow is listed in
 gives the `HttpResult`. The result's time is that of the target's last
 packet, so the inventory judges certificate validity at the time of the
 capture. Names come from the capture's DNS answers: the first A or AAAA
-query that returned the address, and the first PTR answer for it, which
-is left out of filtered ports as a scan leaves it out.
+query that returned the address, and the first PTR answer for it, on every
+port of the address, as a scan puts it.
 """
 
 from __future__ import annotations
@@ -308,8 +308,10 @@ def _port_result(
         port=port,
         state=state,
         name=name,
-        # A scan looks up the PTR only for ports that answered.
-        ptr=ptr if state != "filtered" else None,
+        # A scan looks up the PTR of an address once some port of it
+        # answered, and puts it on every port of that address, filtered
+        # ones included; the capture holds that answer only in that case.
+        ptr=ptr,
         tls=_tls_result(flows) if flows else None,
         http=_http_result(connections),
         time=max(connection.events[-1].timestamp for connection in connections),
