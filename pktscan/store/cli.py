@@ -30,6 +30,7 @@ from rich.text import Text
 from pktscan.certs import FindingKind
 from pktscan.errors import InputError, LocalError, PktscanError
 from pktscan.store import query
+from pktscan.store.certfiles import import_certificate_file, is_sqlite_file
 from pktscan.store.merge import merge_inventory
 from pktscan.store.query import Filters
 from pktscan.store.sql import SqlConnection, is_postgres_url
@@ -499,7 +500,13 @@ def _csv_text(rows: Sequence[query.ServedRow]) -> str:
 @app.command("import")
 @exit_on_error
 def import_command(
-    source: Annotated[Path, typer.Argument(help="Inventory file to copy scans from.")],
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="Inventory file to copy scans from, or a PEM or DER"
+            " certificate file to add."
+        ),
+    ],
     db: Annotated[
         Path | None,
         typer.Option(
@@ -510,7 +517,15 @@ def import_command(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Merge the scans of another inventory, e.g. from another shard's machine."""
+    """Merge another inventory (e.g. another shard's), or add certificate files."""
+    if source.is_file() and not is_sqlite_file(source):
+        with Inventory.open(db or default_inventory_path()) as target:
+            total, new = import_certificate_file(target, source)
+        if as_json:
+            _print_json({"certificates": total, "new_certificates": new})
+            return
+        typer.echo(f"imported {total} certificates, {new} new, from {source}")
+        return
     with Inventory.open(db or default_inventory_path()) as target:
         counts = merge_inventory(target, source)
     if as_json:

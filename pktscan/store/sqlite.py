@@ -524,7 +524,7 @@ def upsert_in_key_order(
         chains.setdefault(key, (result.tls.chain, seen))
     for sha256 in sorted(earliest):
         cert, seen = earliest[sha256]
-        _upsert_certificate(connection, cert, format_epoch(seen))
+        upsert_certificate(connection, cert, format_epoch(seen))
     for key in sorted(chains):
         chain, seen = chains[key]
         _upsert_chain(connection, chain, format_epoch(seen))
@@ -591,7 +591,7 @@ def _upsert_chain(
     connection: SqlConnection, chain: Sequence[CertInfo], seen: str
 ) -> int:
     for cert in chain:
-        _upsert_certificate(connection, cert, seen)
+        upsert_certificate(connection, cert, seen)
     key = ",".join(cert.sha256 for cert in chain)
     row = connection.execute(
         "INSERT INTO chains (certificates) VALUES (?)"
@@ -608,7 +608,7 @@ def _upsert_chain(
     return chain_id
 
 
-def _upsert_certificate(connection: SqlConnection, cert: CertInfo, seen: str) -> None:
+def upsert_certificate(connection: SqlConnection, cert: CertInfo, seen: str) -> None:
     connection.execute(
         "INSERT INTO certificates (sha256, der, subject, issuer, not_before,"
         " not_after, serial, key_type, key_bits, signature_algorithm, san, error,"
