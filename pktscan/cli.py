@@ -122,7 +122,7 @@ def scan(
     ] = 1000,
     retries: Annotated[int, typer.Option(help="SYN retransmissions per port.")] = 1,
     wait: Annotated[
-        float, typer.Option(help="Seconds to wait for late SYN answers.")
+        float, typer.Option(help="Seconds to wait for late SYN probe responses.")
     ] = 1.0,
     timeout: Annotated[
         float, typer.Option(help="Seconds per TLS attempt (connect and read).")
@@ -284,7 +284,7 @@ class _InventorySink:
 
 
 def _table_console() -> Console:
-    """A console for the results table: as wide as a full fingerprint row.
+    """Return a console for the results table, as wide as a fingerprint row.
 
     Off a terminal rich assumes 80 columns, which folds every fingerprint;
     files and pipes get a width that fits a row instead.

@@ -45,7 +45,7 @@ def read_certificate_file(path: Path) -> list[bytes]:
     """Return the DER certificates of a PEM file (one or more) or a DER file.
 
     Raises:
-        InventoryError: the file cannot be read or holds no certificate.
+        InventoryError: the file cannot be read or contains no certificate.
     """
     try:
         data = path.read_bytes()
