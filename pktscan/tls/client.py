@@ -36,7 +36,6 @@ from pktscan.tls.constants import (
     ContentType,
     HandshakeType,
     NamedGroup,
-    ProtocolVersion,
     SSLv2CipherKind,
     SSLv2ErrorCode,
     SSLv2MessageType,
@@ -366,7 +365,7 @@ class HandshakeReader:
         self._server_hello = hello
         self._emit(ev.ServerHelloReceived(message.offset, hello))
         self._key_exchange = _key_exchange_from_hello(hello)
-        if hello.version == ProtocolVersion.TLS_1_3:
+        if hello.is_tls13:
             self._done = True  # the rest of the flight is encrypted
 
     def _on_certificate(self, message: HandshakeMessage) -> None:

@@ -29,6 +29,12 @@ HANDSHAKE_HEADER_LEN: Final = 4  # msg_type(1) | length(3)
 MAX_HANDSHAKE_MESSAGE_LEN: Final = 2**18
 MAX_CERTIFICATES: Final = 64  # our cap on certificates in one chain
 MAX_SESSION_ID_LEN: Final = 32  # RFC 5246 7.4.1.2
+# TLS 1.3 drafts sent 0x7f00 + draft number as the version. Before draft 22 the
+# ServerHello had no session_id or compression_method, and Wireshark's TLS
+# dissector reads it so too. Draft 22 moved to the RFC 8446 layout.
+FIRST_TLS13_DRAFT_VERSION: Final = 0x7F00
+LAST_SHORT_HELLO_DRAFT_VERSION: Final = 0x7F15
+LAST_TLS13_DRAFT_VERSION: Final = 0x7F1C  # draft 28, the last before RFC 8446
 
 # RFC 8446 4.1.3: a ServerHello with this random is a HelloRetryRequest.
 HELLO_RETRY_REQUEST_RANDOM: Final = bytes.fromhex(
@@ -154,6 +160,8 @@ class ServerHello:
     """A ServerHello (RFC 5246 7.4.1.3, RFC 8446 4.1.3), fields in wire order.
 
     The extension fields are None (or False) when the extension is absent.
+    A TLS 1.3 draft 21 or earlier sends no session_id or compression_method,
+    so they are empty and 0 (null) here.
     """
 
     offset: int
@@ -179,6 +187,14 @@ class ServerHello:
         if self.selected_version is not None:
             return self.selected_version
         return self.server_version
+
+    @property
+    def is_tls13(self) -> bool:
+        """Whether the negotiated version is TLS 1.3 or one of its drafts."""
+        version = self.version
+        if FIRST_TLS13_DRAFT_VERSION <= version <= LAST_TLS13_DRAFT_VERSION:
+            return True
+        return version == ProtocolVersion.TLS_1_3
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +296,8 @@ def decode_server_hello(message: HandshakeMessage) -> ServerHello | HelloRetryRe
     reader = message.reader()
     server_version = reader.uint(2, "server_version")
     random = reader.read(32, "random")
+    if FIRST_TLS13_DRAFT_VERSION <= server_version <= LAST_SHORT_HELLO_DRAFT_VERSION:
+        return _decode_draft_server_hello(message, reader, server_version, random)
     session_id = reader.vector(1, "session_id", maximum=MAX_SESSION_ID_LEN)
     cipher_suite = reader.uint(2, "cipher_suite")
     compression_method = reader.uint(1, "compression_method")
@@ -302,6 +320,24 @@ def decode_server_hello(message: HandshakeMessage) -> ServerHello | HelloRetryRe
         session_id,
         cipher_suite,
         compression_method,
+        extensions,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def _decode_draft_server_hello(
+    message: HandshakeMessage, reader: ByteReader, server_version: int, random: bytes
+) -> ServerHello:
+    """Decode the rest of a ServerHello from a TLS 1.3 draft up to 21."""
+    cipher_suite = reader.uint(2, "cipher_suite")
+    extensions, fields = _decode_extensions(reader, hello_retry=False)
+    return ServerHello(
+        message.offset,
+        server_version,
+        random,
+        b"",
+        cipher_suite,
+        0,
         extensions,
         **fields,  # type: ignore[arg-type]
     )

@@ -463,6 +463,26 @@ def test_tls13_key_share_kind(group: int, key_exchange: dict[str, object]) -> No
     assert outcome.key_exchange == key_exchange
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        # Draft 18: version, random, cipher_suite, extensions, then encryption.
+        hx("7f12") + RANDOM + hx("1301") + vec(2, extension(0x0028, bytes(36))),
+        # Draft 28: the RFC 8446 layout, with the draft in supported_versions.
+        hx("0303") + RANDOM + vec(1) + hx("1301 00")
+        + vec(2, extension(0x002B, hx("7f1c"))),
+    ],
+    ids=["draft-18", "draft-28"],
+)  # fmt: skip
+def test_tls13_draft_server_hello_ends_flight(body: bytes) -> None:
+    encrypted = record(23, 0x0303, bytes(32))  # application_data follows
+    reader = HandshakeReader("tls")
+    (event,) = reader.feed(flight(handshake(2, body)) + encrypted)
+    assert isinstance(event, ev.ServerHelloReceived)
+    assert reader.done
+    assert reader.finish().outcome == "no_certificate"
+
+
 # Floods: a reply that never ends its flight is cut off, not buffered.
 
 

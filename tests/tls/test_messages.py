@@ -117,6 +117,35 @@ def test_tls13_server_hello() -> None:
     assert hello.key_share == key
 
 
+def test_tls13_draft18_server_hello() -> None:
+    # Draft 18 layout: version, random, cipher_suite, extensions; no
+    # session_id or compression_method. Bytes as arkime_tls13.pcap has them.
+    key = bytes(range(32))
+    body = b"".join(
+        [
+            hx("7f12") + RANDOM + hx("1301"),  # draft 18, TLS_AES_128_GCM_SHA256
+            vec(2, extension(0x0028, hx("001d"), vec(2, key))),  # draft key_share
+        ]
+    )
+    hello = decode_server_hello(message(2, body))
+    assert isinstance(hello, ServerHello)
+    assert hello.version == 0x7F12
+    assert hello.random == RANDOM
+    assert hello.session_id == b""
+    assert hello.cipher_suite == 0x1301
+    assert hello.compression_method == 0
+    assert [e.extension_type for e in hello.extensions] == [0x0028]
+    assert hello.key_share is None
+
+
+def test_tls13_draft22_server_hello_has_session_id() -> None:
+    # From draft 22 on, the RFC 8446 layout: the session_id is read.
+    body = hx("7f16") + RANDOM + vec(1, SESSION_ID) + hx("1301 00") + vec(2)
+    hello = decode_server_hello(message(2, body))
+    assert isinstance(hello, ServerHello)
+    assert hello.session_id == SESSION_ID
+
+
 def test_hello_retry_request() -> None:
     body = b"".join(
         [
