@@ -14,8 +14,9 @@ dicts that hold only what the three can all report:
 - alert: `alert` = (level, description);
 - SSL 2.0: `sslv2` = msg_type, `cipher_specs`, `certificates`.
 
-Handshake messages are read only up to the first ChangeCipherSpec record:
-what follows is encrypted. An SSL 2.0 record's content type is "sslv2".
+Handshake messages are read only up to the first ChangeCipherSpec record,
+and SSL 2.0 messages only from the first record: what follows is encrypted.
+An SSL 2.0 record's content type is "sslv2".
 """
 
 from __future__ import annotations
@@ -35,8 +36,11 @@ from scapy.packet import Raw
 from pktscan.errors import PeerProtocolError
 from pktscan.tls.keyexchange import decode_server_key_exchange
 from pktscan.tls.messages import (
+    FIRST_TLS13_DRAFT_VERSION,
+    LAST_SHORT_HELLO_DRAFT_VERSION,
     HandshakeAssembler,
     HandshakeMessage,
+    HelloRetryRequest,
     ServerHello,
     decode_certificate,
     decode_server_hello,
@@ -60,7 +64,14 @@ HANDSHAKE_CERTIFICATE = 11
 HANDSHAKE_SERVER_KEY_EXCHANGE = 12
 TLS13 = 0x0304
 
-Record = tuple[int | str, int, int]
+# (our name, tshark field, number base) of the ServerHello fields compared.
+SERVER_HELLO_FIELDS = (
+    ("version", "tls.handshake.version", 16),
+    ("cipher_suite", "tls.handshake.ciphersuite", 16),
+    ("session_id_length", "tls.handshake.session_id_length", 10),
+)
+
+Record = tuple[int | str, int, int]  # content type, version, length
 Message = dict[str, object]
 
 
@@ -73,7 +84,7 @@ class Fields:
 
 
 def digest(der: bytes) -> str:
-    """Short SHA-256 of a certificate, enough to tell chains apart."""
+    """Return the first hex digits of a certificate's SHA-256, enough to tell it."""
     return hashlib.sha256(der).hexdigest()[:DIGEST_LEN]
 
 
@@ -84,44 +95,20 @@ def write_server_pcap(data: bytes, path: Path) -> None:
     """Write `data` as one TCP connection's server side, in MSS segments.
 
     The connection opens with a three-way handshake so that tshark
-    dissects a whole stream; sequence numbers run on from the SYN-ACK.
+    dissects a whole stream. Sequence numbers run on from the SYN-ACK.
     """
-    server = socket.inet_aton(SERVER_ADDRESS)
-    client = socket.inet_aton(CLIENT_ADDRESS)
     client_seq, server_seq = 1000, 5000
-    ack, push = dpkt.tcp.TH_ACK, dpkt.tcp.TH_ACK | dpkt.tcp.TH_PUSH
+    syn, ack = dpkt.tcp.TH_SYN, dpkt.tcp.TH_ACK
     frames = [
-        _frame(
-            client, server, CLIENT_PORT, SERVER_PORT, client_seq, 0, dpkt.tcp.TH_SYN
-        ),
-        _frame(
-            server,
-            client,
-            SERVER_PORT,
-            CLIENT_PORT,
-            server_seq,
-            client_seq + 1,
-            dpkt.tcp.TH_SYN | ack,
-        ),
-        _frame(
-            client,
-            server,
-            CLIENT_PORT,
-            SERVER_PORT,
-            client_seq + 1,
-            server_seq + 1,
-            ack,
-        ),
+        _frame(False, client_seq, 0, syn),
+        _frame(True, server_seq, client_seq + 1, syn | ack),
+        _frame(False, client_seq + 1, server_seq + 1, ack),
     ]
     for start in range(0, len(data), MSS):
-        seq = server_seq + 1 + start
         chunk = data[start : start + MSS]
-        frames.append(
-            _frame(
-                server, client, SERVER_PORT, CLIENT_PORT, seq, client_seq + 1,
-                push, chunk,
-            )
-        )  # fmt: skip
+        seq = server_seq + 1 + start
+        frames.append(_frame(True, seq, client_seq + 1, ack | dpkt.tcp.TH_PUSH, chunk))
+
     with path.open("wb") as out:
         writer = dpkt.pcap.Writer(out)
         for number, frame in enumerate(frames):
@@ -129,19 +116,16 @@ def write_server_pcap(data: bytes, path: Path) -> None:
 
 
 def _frame(
-    src: bytes,
-    dst: bytes,
-    sport: int,
-    dport: int,
-    seq: int,
-    ack: int,
-    flags: int,
-    payload: bytes = b"",
+    from_server: bool, seq: int, ack: int, flags: int, payload: bytes = b""
 ) -> bytes:
+    """Build one Ethernet frame of the connection, in either direction."""
+    server = (socket.inet_aton(SERVER_ADDRESS), SERVER_PORT)
+    client = (socket.inet_aton(CLIENT_ADDRESS), CLIENT_PORT)
+    (src, sport), (dst, dport) = (server, client) if from_server else (client, server)
     tcp = dpkt.tcp.TCP(
-        sport=sport, dport=dport, seq=seq, ack=ack, flags=flags, win=65535,
-        data=payload,
-    )  # fmt: skip
+        sport=sport, dport=dport, seq=seq, ack=ack, flags=flags, win=65535
+    )
+    tcp.data = payload
     ip = dpkt.ip.IP(src=src, dst=dst, p=dpkt.ip.IP_PROTO_TCP, ttl=64, data=tcp)
     ip.len = len(ip.pack_hdr()) + len(bytes(tcp))
     ether = dpkt.ethernet.Ethernet(
@@ -162,7 +146,9 @@ def decode_ours(data: bytes) -> Fields:
     for record in _records(data):
         if isinstance(record, SSLv2Record):
             fields.records.append(("sslv2", 2, len(record.body) + record.padding_len))
-            fields.messages.append(_sslv2_message(record))
+            if not encrypted:
+                fields.messages.append(_sslv2_message(record))
+            encrypted = True
             continue
         fields.records.append(
             (record.content_type, record.version, len(record.fragment))
@@ -220,8 +206,11 @@ def _handshake_fields(message: HandshakeMessage, state: dict[str, int]) -> Messa
         if isinstance(hello, ServerHello):
             state["suite"], state["version"] = hello.cipher_suite, hello.version
             out["version"] = hello.server_version
+        else:
+            out["version"] = hello.legacy_version
         out["cipher_suite"] = hello.cipher_suite
-        out["session_id_length"] = len(hello.session_id)
+        if not _is_short_draft_hello(hello):
+            out["session_id_length"] = len(hello.session_id)
         out["extensions"] = tuple(e.extension_type for e in hello.extensions)
     elif message.msg_type == HANDSHAKE_CERTIFICATE:
         tls13 = state.get("version") == TLS13
@@ -234,6 +223,14 @@ def _handshake_fields(message: HandshakeMessage, state: dict[str, int]) -> Messa
         if exchange.dh_p is not None:
             out["p_len"] = len(exchange.dh_p)
     return out
+
+
+def _is_short_draft_hello(hello: ServerHello | HelloRetryRequest) -> bool:
+    """Return whether a TLS 1.3 draft ServerHello lacks session_id on the wire."""
+    if not isinstance(hello, ServerHello):
+        return False
+    version = hello.server_version
+    return FIRST_TLS13_DRAFT_VERSION <= version <= LAST_SHORT_HELLO_DRAFT_VERSION
 
 
 # tshark
@@ -266,10 +263,13 @@ def decode_tshark(records: list[dict[str, Any]]) -> Fields:
             "tls.record.opaque_type"
         )
         version = int(record["tls.record.version"], 16)
-        length = int(record["tls.record.length"])
+        # tshark 4.0 gives an encrypted SSL 2.0 record no length field.
+        length = int(record.get("tls.record.length", -1))
         if content is None:
             fields.records.append(("sslv2", version, length))
-            fields.messages.append(_tshark_sslv2(record))
+            if not encrypted:
+                fields.messages.append(_tshark_sslv2(record))
+            encrypted = True
             continue
         fields.records.append((int(content), version, length))
         if int(content) == CONTENT_CHANGE_CIPHER_SPEC:
@@ -310,10 +310,9 @@ def _tshark_handshake(message: dict[str, Any]) -> Message:
     msg_type = int(message["tls.handshake.type"])
     out: Message = {"type": msg_type}
     if msg_type == HANDSHAKE_SERVER_HELLO:
-        if "tls.handshake.version" in message:
-            out["version"] = int(message["tls.handshake.version"], 16)
-        out["cipher_suite"] = int(message["tls.handshake.ciphersuite"], 16)
-        out["session_id_length"] = int(message["tls.handshake.session_id_length"])
+        for name, key, base in SERVER_HELLO_FIELDS:
+            if key in message:
+                out[name] = int(message[key], base)
         out["extensions"] = tuple(
             int(extension["tls.handshake.extension.type"])
             for key, value in message.items()
