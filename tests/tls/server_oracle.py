@@ -3,6 +3,7 @@
 `decode_ours` runs the reply through pktscan's codec (records, handshake
 reassembly and the message decoders), `decode_tshark` walks the layers of
 `tshark -T json`, and `decode_scapy` walks scapy's `TLS`/`SSLv2` layers.
+`decode_events` turns a `HandshakeReader`'s events into the same messages.
 Each returns a `Fields`: the records in wire order as
 (content type, version, length), and the messages in wire order as small
 dicts that hold only what the three can all report:
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,9 @@ from scapy.layers.tls.record_sslv2 import SSLv2
 from scapy.packet import Raw
 
 from pktscan.errors import PeerProtocolError
-from pktscan.tls.keyexchange import decode_server_key_exchange
+from pktscan.tls import events as ev
+from pktscan.tls.events import Event
+from pktscan.tls.keyexchange import ServerKeyExchange, decode_server_key_exchange
 from pktscan.tls.messages import (
     FIRST_TLS13_DRAFT_VERSION,
     LAST_SHORT_HELLO_DRAFT_VERSION,
@@ -46,7 +49,7 @@ from pktscan.tls.messages import (
     decode_server_hello,
 )
 from pktscan.tls.record import SSLv2Record, TlsRecord, parse_records
-from pktscan.tls.sslv2 import decode_sslv2_server_hello
+from pktscan.tls.sslv2 import SSLv2ServerHello, decode_sslv2_server_hello
 
 SERVER_ADDRESS = "198.18.0.2"
 CLIENT_ADDRESS = "198.18.0.1"
@@ -58,6 +61,7 @@ DIGEST_LEN = 16  # hex digits of SHA-256 kept per certificate
 CONTENT_CHANGE_CIPHER_SPEC = 20
 CONTENT_ALERT = 21
 CONTENT_HANDSHAKE = 22
+SSLV2_ERROR = 0
 SSLV2_SERVER_HELLO = 4
 HANDSHAKE_SERVER_HELLO = 2
 HANDSHAKE_CERTIFICATE = 11
@@ -179,9 +183,14 @@ def _sslv2_message(record: SSLv2Record) -> Message:
     msg_type = record.body[0]
     if msg_type != SSLV2_SERVER_HELLO:
         return {"sslv2": msg_type}
-    hello = decode_sslv2_server_hello(record.body, record.fragment_offset)
+    return _sslv2_hello_fields(
+        decode_sslv2_server_hello(record.body, record.fragment_offset)
+    )
+
+
+def _sslv2_hello_fields(hello: SSLv2ServerHello) -> Message:
     return {
-        "sslv2": msg_type,
+        "sslv2": SSLV2_SERVER_HELLO,
         "cipher_specs": hello.cipher_specs,
         "certificates": (digest(hello.certificate),) if hello.certificate else (),
     }
@@ -200,28 +209,41 @@ def _record_messages(
 
 
 def _handshake_fields(message: HandshakeMessage, state: dict[str, int]) -> Message:
-    out: Message = {"type": message.msg_type}
     if message.msg_type == HANDSHAKE_SERVER_HELLO:
         hello = decode_server_hello(message)
         if isinstance(hello, ServerHello):
             state["suite"], state["version"] = hello.cipher_suite, hello.version
-            out["version"] = hello.server_version
-        else:
-            out["version"] = hello.legacy_version
-        out["cipher_suite"] = hello.cipher_suite
-        if not _is_short_draft_hello(hello):
-            out["session_id_length"] = len(hello.session_id)
-        out["extensions"] = tuple(e.extension_type for e in hello.extensions)
-    elif message.msg_type == HANDSHAKE_CERTIFICATE:
+        return _server_hello_fields(hello)
+    if message.msg_type == HANDSHAKE_CERTIFICATE:
         tls13 = state.get("version") == TLS13
         certificate = decode_certificate(message, tls13=tls13)
-        out["certificates"] = tuple(digest(der) for der in certificate.certificates)
-    elif message.msg_type == HANDSHAKE_SERVER_KEY_EXCHANGE and "suite" in state:
+        chain = tuple(digest(der) for der in certificate.certificates)
+        return {"type": message.msg_type, "certificates": chain}
+    if message.msg_type == HANDSHAKE_SERVER_KEY_EXCHANGE and "suite" in state:
         exchange = decode_server_key_exchange(message, state["suite"], state["version"])
-        if exchange.named_group is not None:
-            out["named_group"] = exchange.named_group
-        if exchange.dh_p is not None:
-            out["p_len"] = len(exchange.dh_p)
+        return {"type": message.msg_type, **_key_exchange_fields(exchange)}
+    return {"type": message.msg_type}
+
+
+def _server_hello_fields(hello: ServerHello | HelloRetryRequest) -> Message:
+    out: Message = {"type": HANDSHAKE_SERVER_HELLO}
+    if isinstance(hello, ServerHello):
+        out["version"] = hello.server_version
+    else:
+        out["version"] = hello.legacy_version
+    out["cipher_suite"] = hello.cipher_suite
+    if not _is_short_draft_hello(hello):
+        out["session_id_length"] = len(hello.session_id)
+    out["extensions"] = tuple(e.extension_type for e in hello.extensions)
+    return out
+
+
+def _key_exchange_fields(exchange: ServerKeyExchange) -> Message:
+    out: Message = {}
+    if exchange.named_group is not None:
+        out["named_group"] = exchange.named_group
+    if exchange.dh_p is not None:
+        out["p_len"] = len(exchange.dh_p)
     return out
 
 
@@ -399,3 +421,53 @@ def _scapy_message(message: Any) -> Message:
         if hasattr(params, "dh_plen"):
             out["p_len"] = params.dh_plen
     return out
+
+
+# HandshakeReader
+
+
+def decode_events(events: Iterable[Event]) -> list[Message]:
+    """Turn a `HandshakeReader`'s events into the messages `decode_ours` gives.
+
+    Events that report no message (ChangeCipherSpec, non-TLS bytes, protocol
+    errors) are left out.
+    """
+    messages: list[Message] = []
+    for event in events:
+        message = _event_message(event)
+        if message is not None:
+            messages.append(message)
+    return messages
+
+
+def _event_message(event: Event) -> Message | None:
+    simple = {
+        ev.CertificateStatusReceived: 22,
+        ev.CertificateRequestReceived: 13,
+        ev.ServerHelloDoneReceived: 14,
+        ev.HelloRequestReceived: 0,
+    }
+    if type(event) in simple:
+        return {"type": simple[type(event)]}
+    if isinstance(event, ev.ServerHelloReceived | ev.HelloRetryRequestReceived):
+        hello = (
+            event.server_hello
+            if isinstance(event, ev.ServerHelloReceived)
+            else event.request
+        )
+        return _server_hello_fields(hello)
+    if isinstance(event, ev.CertificateReceived):
+        chain = tuple(digest(der) for der in event.chain)
+        return {"type": HANDSHAKE_CERTIFICATE, "certificates": chain}
+    if isinstance(event, ev.ServerKeyExchangeReceived):
+        fields = _key_exchange_fields(event.key_exchange)
+        return {"type": HANDSHAKE_SERVER_KEY_EXCHANGE, **fields}
+    if isinstance(event, ev.HandshakeMessageReceived):
+        return {"type": event.msg_type}
+    if isinstance(event, ev.AlertReceived):
+        return {"alert": (event.level, event.description)}
+    if isinstance(event, ev.SSLv2ServerHelloReceived):
+        return _sslv2_hello_fields(event.server_hello)
+    if isinstance(event, ev.SSLv2ErrorReceived):
+        return {"sslv2": SSLV2_ERROR}
+    return None

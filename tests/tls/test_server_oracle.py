@@ -6,7 +6,8 @@ server side of one TCP connection from port 443, in MSS-sized segments.
 same bytes. Then every TLS and SSL 2.0 flow that pktscan's replay finds in
 the corpus (PKTSCAN_CORPUS, default shared/corpus/pcaps beside the
 repository, skipped when missing) is compared with tshark's decode of the
-same file. The fields compared are those `server_oracle` lists. Where a
+same file. The fields compared are those `server_oracle` lists. In both
+parts, the events of pktscan's HandshakeReader must agree with the codec. Where a
 decoder differs for a known reason, a table below pins the difference.
 
 tshark 4.0 dissects port 443 as TLS by default, and reassembles records
@@ -20,6 +21,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from server_oracle import (
     Fields,
     Message,
     as_list,
+    decode_events,
     decode_ours,
     decode_scapy,
     decode_tshark,
@@ -36,7 +39,9 @@ from server_oracle import (
 )
 
 from pktscan.capture.flows import flows_from_file
-from pktscan.capture.replay import replay_flows
+from pktscan.capture.replay import HelloFormat, replay_flows
+from pktscan.tls.client import HandshakeReader
+from pktscan.tls.events import Event
 
 FLIGHTS = Path(__file__).parent / "flights"
 FLIGHT_NAMES = sorted(
@@ -80,7 +85,7 @@ def test_flight_matches_tshark(name: str, tmp_path: Path) -> None:
     assert ours.messages == theirs.messages
 
 
-def flight_formats() -> dict[str, str]:
+def flight_formats() -> dict[str, HelloFormat]:
     """Hello format ("tls" or "sslv2") of each flight, from its manifest."""
     entries = [
         *json.loads((FLIGHTS / "manifest.json").read_text()),
@@ -133,6 +138,26 @@ def test_flight_matches_scapy(name: str) -> None:
     expected = SCAPY_DIFFERENCES.get(name, lambda fields: fields)(ours)
     assert theirs.records == expected.records
     assert theirs.messages == expected.messages
+
+
+def assert_reader_agrees(events: Iterable[Event], ours: Fields) -> None:
+    """Check that HandshakeReader reported what the codec decodes, in order.
+
+    The reader stops once the flight is done, so it may report fewer
+    messages than `decode_ours`, never different ones.
+    """
+    reported = decode_events(events)
+    assert reported == ours.messages[: len(reported)]
+
+
+@pytest.mark.parametrize("name", FLIGHT_NAMES)
+def test_flight_reader_matches_codec(name: str) -> None:
+    data = (FLIGHTS / f"{name}.bin").read_bytes()
+    reader = HandshakeReader(flight_formats()[name])
+    events = reader.feed(data)
+
+    assert events
+    assert_reader_agrees(events, decode_ours(data))
 
 
 # The corpus: real captures, each flow's server bytes against tshark's decode.
@@ -248,6 +273,7 @@ def test_corpus_flows_match_tshark(path: Path) -> None:
         expected = pin(ours)
         assert theirs.records == expected.records, flow.target
         assert theirs.messages == expected.messages, flow.target
+        assert_reader_agrees(flow.outcome.events, ours)
         pinned += expected != ours
 
     # A pinned difference that no longer occurs must leave the table.
