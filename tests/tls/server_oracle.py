@@ -3,10 +3,9 @@
 `decode_ours` runs the reply through pktscan's codec (records, handshake
 reassembly and the message decoders), `decode_tshark` walks the layers of
 `tshark -T json`, and `decode_scapy` walks scapy's `TLS`/`SSLv2` layers.
-`decode_events` turns a `HandshakeReader`'s events into the same messages.
-Each returns a `Fields`: the records in wire order as
+These three return a `Fields`: the records in wire order as
 (content type, version, length), and the messages in wire order as small
-dicts that hold only what the three can all report:
+dicts that contain only what the three can all report:
 
 - handshake: `type`; ServerHello `version`, `cipher_suite`,
   `session_id_length`, `extensions` (types in order); Certificate
@@ -17,7 +16,8 @@ dicts that hold only what the three can all report:
 
 Handshake messages are read only up to the first ChangeCipherSpec record,
 and SSL 2.0 messages only from the first record: what follows is encrypted.
-An SSL 2.0 record's content type is "sslv2".
+An SSL 2.0 record's content type is "sslv2". `decode_events` turns a
+`HandshakeReader`'s events into the same messages.
 """
 
 from __future__ import annotations
