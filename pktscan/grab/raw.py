@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from pktscan.certs import decode_chain
 from pktscan.grab.http import build_request, parse_response_head
+from pktscan.grab.kernel import record_from_outcome
 from pktscan.grab.rawengine import (
     DEFAULT_MAX_CONNECTIONS,
     ENGINE_PORT_RANGE,
@@ -63,23 +64,6 @@ class RawPortResult:
     state: ExchangeState
     tls: TlsResult | None = None
     http: HttpResult | None = None
-
-
-def _record_from_outcome(
-    protocol_set: ProtocolSet, outcome: HandshakeOutcome, source_port: int
-) -> AttemptRecord:
-    detail = outcome.error
-    if outcome.outcome == "non_tls":
-        detail = outcome.first_bytes.hex()
-    return AttemptRecord(
-        set_number=protocol_set.number,
-        outcome=outcome.outcome,
-        version=outcome.version_name,
-        cipher=outcome.cipher_name,
-        alert=outcome.alert_name,
-        detail=detail,
-        source_port=source_port,
-    )
 
 
 def _keep_certificate(
@@ -147,7 +131,7 @@ async def grab_tls_raw(
             exchange.stop,
         )
         result.attempts.append(
-            _record_from_outcome(protocol_set, outcome, exchange.source_port)
+            record_from_outcome(protocol_set, outcome, exchange.source_port)
         )
         if outcome.chain:
             _keep_certificate(result, protocol_set, outcome)
