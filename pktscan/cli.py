@@ -408,7 +408,9 @@ def _run_async(
                 collect(result)
                 progress(result)
 
-            return await run_scan(options, sinks, on_result, stop)
+            return await run_scan(
+                options, sinks, on_result, stop, on_total=progress.set_total
+            )
 
     return asyncio.run(main())
 

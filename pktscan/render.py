@@ -3,47 +3,75 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
 from pktscan.results import PortResult
 
 
-@contextmanager
-def scan_progress(
-    console: Console, enabled: bool = True
-) -> Iterator[Callable[[PortResult], None]]:
-    """Show a live count of results on a terminal; yield the update callback."""
-    counts = {"ports": 0, "open": 0, "certificates": 0}
+class ScanProgress:
+    """Counts results and, on a terminal, shows them on a live progress line.
 
-    def describe() -> str:
+    Call it with each result. `set_total` gives the number of ports the scan
+    will report, which adds a bar, a percentage and an estimate of the time
+    left.
+    """
+
+    def __init__(self, progress: Progress | None) -> None:
+        self.counts = {"ports": 0, "open": 0, "certificates": 0}
+        self._progress = progress
+        self._task = progress.add_task(self.describe()) if progress else None
+
+    def describe(self) -> str:
+        counts = self.counts
         return (
             f"{_plural(counts['ports'], 'port')} done, {counts['open']} open,"
             f" {_plural(counts['certificates'], 'certificate')}"
         )
 
+    def set_total(self, total: int) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, total=total)
+
+    def __call__(self, result: PortResult) -> None:
+        _count(self.counts, result)
+        if self._progress is not None and self._task is not None:
+            self._progress.update(
+                self._task, description=self.describe(), completed=self.counts["ports"]
+            )
+
+
+@contextmanager
+def scan_progress(console: Console, enabled: bool = True) -> Iterator[ScanProgress]:
+    """Show a live progress line on a terminal; yield its `ScanProgress`."""
     if not enabled or not console.is_terminal:
-
-        def count_only(result: PortResult) -> None:
-            _count(counts, result)
-
-        yield count_only
+        yield ScanProgress(None)
         return
 
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task(describe())
-
-        def update(result: PortResult) -> None:
-            _count(counts, result)
-            progress.update(task, description=describe())
-
-        yield update
+        yield ScanProgress(progress)
 
 
 def _plural(count: int, noun: str) -> str:

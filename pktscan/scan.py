@@ -273,8 +273,12 @@ async def run_scan(
     sinks: Sequence[ResultSink],
     on_result: ProgressCallback | None = None,
     stop: threading.Event | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> ScanSummary:
     """Scan the targets and write every port's result to the sinks.
+
+    `on_total` is called once, before probing, with the number of ports
+    this run covers (this shard's share, rounded down, when sharded).
 
     Raises:
         InputError: a target, port list or exclusion is invalid, or names
@@ -301,6 +305,8 @@ async def run_scan(
     space = TargetSpace(
         networks, ports, exclude=exclude, seed=options.seed, shard=options.shard
     )
+    if on_total is not None:
+        on_total(space.size // options.shard[1])
     session = await _open_raw_session(options)
     if session is None:
         await _run_kernel(scan, space)
