@@ -165,9 +165,9 @@ def decode_certificate(der: bytes) -> CertInfo:
     digest = hashlib.sha256(der).hexdigest()
     try:
         with warnings.catch_warnings():
-            # cryptography warns on RFC 5280 violations it still parses (a
-            # serial that is not positive); peers send such certificates,
-            # and the inventory keeps them without noise on stderr.
+            # cryptography warns on RFC 5280 violations it still parses, such
+            # as a serial that is not positive. Peers send such certificates,
+            # so the inventory keeps them without noise on stderr.
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)
             cert = x509.load_der_x509_certificate(der)
             return _decode_fields(cert, der, digest)

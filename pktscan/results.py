@@ -76,7 +76,7 @@ class AttemptRecord:
 
 @dataclass(slots=True)
 class TlsResult:
-    """What the attempt ladder found on one port."""
+    """The attempt ladder's result on one port."""
 
     attempts: list[AttemptRecord] = field(default_factory=list)
     set_number: int | None = None
@@ -112,10 +112,10 @@ class HttpResult:
 class PortResult:
     """Everything learned about one address and port.
 
-    `state` is open, closed or filtered; unroutable when the kernel has no
-    route that can carry a probe to the address (a broadcast address, say);
-    error when a local failure stopped the port's scan before its state was
-    known.
+    `state` is open, closed or filtered. It is unroutable when the kernel
+    has no route that can carry a probe to the address, such as a broadcast
+    address, and error when a local failure stopped the port's scan before
+    its state was known.
     `error` says why a result is incomplete: a local failure while grabbing
     the port, which is logged too.
     """

@@ -2,7 +2,7 @@
 
 The order on the wire follows the documented discovery sequence: A lookups
 for the names given, the SYN probe of every address and port, a PTR lookup
-for each address that answered, then for each open port the attempt ladder
+for each address that responded, then for each open port the attempt ladder
 (or one HTTP request on port 80). With the kernel engine, the prober runs in
 a thread and hands its answers over as they arrive, so certificates are
 fetched while probing goes on. With the raw engine, the first attempt's SYN
@@ -60,14 +60,14 @@ PACING_SLACK_SECONDS = 0.005
 
 
 class ResultSink(Protocol):
-    """Where finished results go: a JSON lines file, the inventory."""
+    """A destination for finished results: a JSON lines file, the inventory."""
 
     def write(self, result: PortResult) -> None: ...
 
 
 @dataclass(slots=True)
 class ScanOptions:
-    """What to scan and how; the CLI's options, validated by `run_scan`."""
+    """The targets and settings of a scan, from the CLI; `run_scan` validates them."""
 
     targets: Sequence[str]
     ports: str

@@ -15,10 +15,10 @@ from hypothesis import settings
 
 from pktscan.lab import Lab
 
-# No per-example deadline: the machines that run the suite are shared, and
-# a slow example is not a failure. Under CI the examples are derived from
-# the test's name, so a run cannot fail on an input the previous run never
-# drew; locally they stay random, to keep finding new cases.
+# No per-example deadline, because the machines that run the suite are
+# shared and a slow example is not a failure. Under CI the examples are
+# derived from the test's name, so a run cannot fail on an input the previous
+# run never drew. Locally they stay random, to keep finding new cases.
 settings.register_profile("pktscan", deadline=None)
 settings.register_profile("pktscan-ci", deadline=None, derandomize=True)
 settings.load_profile("pktscan-ci" if os.environ.get("CI") else "pktscan")

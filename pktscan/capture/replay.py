@@ -309,8 +309,8 @@ def _port_result(
         state=state,
         name=name,
         # A scan looks up the PTR of an address once some port of it
-        # answered, and puts it on every port of that address, filtered
-        # ones included; the capture holds that answer only in that case.
+        # responded, and puts it on every port of that address, filtered
+        # ones included. The capture contains the PTR answer only then.
         ptr=ptr,
         tls=_tls_result(flows) if flows else None,
         http=_http_result(connections),

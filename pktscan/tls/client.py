@@ -62,7 +62,7 @@ from pktscan.tls.sslv2 import decode_sslv2_error, decode_sslv2_server_hello
 FIRST_BYTES_LEN: Final = 64  # bytes of the reply kept for explanations
 # Our caps on one attempt's reply. A flight is ServerHello, a Certificate
 # message of at most MAX_HANDSHAKE_MESSAGE_LEN (256 KiB) and a few small
-# messages, so four times that bounds any real flight; a server that sends
+# messages, so four times that bounds any real flight. A server that sends
 # more, or floods small records (warning alerts, HelloRequests), ends the
 # attempt with a protocol error instead of filling the scanner's memory.
 MAX_FLIGHT_BYTES: Final = 4 * MAX_HANDSHAKE_MESSAGE_LEN

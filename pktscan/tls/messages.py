@@ -95,8 +95,8 @@ class HandshakeAssembler:
                 if not messages:
                     raise
                 # Messages completed before the bad one are returned first,
-                # so that a chain already in hand is kept; the error is
-                # raised by the next call.
+                # so that a chain already in hand is kept. The next call
+                # raises the error.
                 self._pending_error = exc
                 return messages
             if message is None:

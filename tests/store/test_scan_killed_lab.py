@@ -1,8 +1,8 @@
 """A real scan killed with SIGKILL mid-way leaves a sound inventory.
 
-The scan runs inside the lab's scanner namespace as a user runs it; the
-test kills it by its PID once it has written some results, then checks the
-inventory file with SQLite's integrity check and that every port in the
+The scan runs inside the lab's scanner namespace as a user runs it. The
+test kills it by its PID once it has written some results. It then runs
+SQLite's integrity check on the inventory and checks that every port in the
 JSON lines written before the kill is in the inventory.
 """
 
