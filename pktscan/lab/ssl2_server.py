@@ -13,19 +13,16 @@ at a time, as the automaton does; the others wait in the listen backlog.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import select
-import signal
 import socket
 import struct
-import sys
-from types import FrameType
-from typing import Any
 
 from scapy.automaton import ATMT
 from scapy.layers.tls.automaton_srv import TLSServerAutomaton
+
+from pktscan.lab.serve import prepare_server_process, server_options
 
 logger = logging.getLogger("pktscan.lab.ssl2_server")
 
@@ -107,24 +104,12 @@ class SSLv2OnlyServer(TLSServerAutomaton):
         raise self.INIT_TLS_SESSION()  # type: ignore[no-untyped-call]
 
 
-def _stop(signum: int, frame: FrameType | None) -> Any:
-    raise SystemExit(0)
-
-
 def main() -> None:
     """Parse the command line and serve until SIGTERM."""
-    parser = argparse.ArgumentParser(prog="python -m pktscan.lab.ssl2_server")
-    parser.add_argument("--address", required=True)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--cert", required=True, help="leaf certificate, PEM")
-    parser.add_argument("--key", required=True, help="private key, PEM")
-    options = parser.parse_args()
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(message)s",
+    options = server_options(
+        "python -m pktscan.lab.ssl2_server", "leaf certificate, PEM"
     )
-    signal.signal(signal.SIGTERM, _stop)
+    prepare_server_process()
     server = SSLv2OnlyServer(  # type: ignore[no-untyped-call]
         server=options.address,
         sport=options.port,

@@ -13,14 +13,9 @@ of the handshake only ends its own thread.
 
 from __future__ import annotations
 
-import argparse
 import logging
-import signal
 import socket
 import socketserver
-import sys
-from types import FrameType
-from typing import Any
 
 from tlslite.api import (
     HandshakeSettings,
@@ -29,6 +24,8 @@ from tlslite.api import (
     parsePEMKey,
 )
 from tlslite.errors import TLSError
+
+from pktscan.lab.serve import prepare_server_process, server_options
 
 logger = logging.getLogger("pktscan.lab.ssl3_server")
 
@@ -79,25 +76,10 @@ class _Server(socketserver.ThreadingTCPServer):
         super().__init__(address, _Handler)
 
 
-def _stop(signum: int, frame: FrameType | None) -> Any:
-    # SystemExit unwinds serve_forever in the main thread.
-    raise SystemExit(0)
-
-
 def main() -> None:
     """Parse the command line and serve until SIGTERM."""
-    parser = argparse.ArgumentParser(prog="python -m pktscan.lab.ssl3_server")
-    parser.add_argument("--address", required=True)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--cert", required=True, help="leaf and chain, PEM")
-    parser.add_argument("--key", required=True, help="private key, PEM")
-    options = parser.parse_args()
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(message)s",
-    )
-    signal.signal(signal.SIGTERM, _stop)
+    options = server_options("python -m pktscan.lab.ssl3_server", "leaf and chain, PEM")
+    prepare_server_process()
     with _Server((options.address, options.port), options.cert, options.key) as server:
         logger.info("serving SSL 3.0 on %s:%d", options.address, options.port)
         try:
