@@ -7,14 +7,19 @@ that acknowledgment against the hash recomputed from the response's addresses
 and ports proves that the response belongs to a probe of this scan, with no
 table of probes sent. The key is random per scan, so a third party cannot
 forge a valid response without seeing the probe.
+
+The hash is SipHash-2-4 (Aumasson and Bernstein, 2012), a keyed function
+made for short inputs, computed in C by `pktscan.net._fastpath`; the
+sequence number is its low 32 bits. The C send loop computes the same
+function for every SYN it writes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 
+from pktscan.net._fastpath import siphash24
 from pktscan.net.packet import TCP_ACK, TcpResponse
 
 KEY_LEN = 16
@@ -27,8 +32,7 @@ class SynCookie:
     def __init__(self, key: bytes | None = None) -> None:
         if key is not None and len(key) != KEY_LEN:
             raise ValueError(f"cookie key must be {KEY_LEN} bytes, not {len(key)}")
-        self._key = key if key is not None else os.urandom(KEY_LEN)
-        self._keyed = hashlib.blake2b(digest_size=4, key=self._key)
+        self.key = key if key is not None else os.urandom(KEY_LEN)
 
     def sequence(
         self,
@@ -43,11 +47,8 @@ class SynCookie:
             source: our packed address.
             destination: the target's packed address.
         """
-        # Copying a hash object that already contains the key skips the key
-        # setup: 0.60 instead of 0.86 us per call, measured with timeit.
-        digest = self._keyed.copy()
-        digest.update(source + destination + _PORTS.pack(source_port, destination_port))
-        return int.from_bytes(digest.digest(), "big")
+        data = source + destination + _PORTS.pack(source_port, destination_port)
+        return siphash24(self.key, data) & 0xFFFFFFFF
 
     def validate(self, response: TcpResponse) -> bool:
         """Tell whether the response acknowledges a probe with our cookie."""

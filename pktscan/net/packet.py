@@ -91,13 +91,13 @@ class PacketTemplate:
         struct.pack_into("!H", self.packet, layout.tcp + 16, 0)
 
         if layout.ip_checksum is not None:
-            self._ip_base = _ones_complement_sum(self.packet[: layout.tcp])
+            self.ip_base = _ones_complement_sum(self.packet[: layout.tcp])
         else:
-            self._ip_base = 0
+            self.ip_base = 0
         # TCP pseudo-header (RFC 793 section 3.1, RFC 8200 section 8.1)
         # without the addresses, which fill adds.
-        self._tcp_base = IPPROTO_TCP + tcp_len
-        self._tcp_base += _ones_complement_sum(self.packet[layout.tcp :])
+        self.tcp_base = IPPROTO_TCP + tcp_len
+        self.tcp_base += _ones_complement_sum(self.packet[layout.tcp :])
 
     def fill(
         self,
@@ -131,12 +131,12 @@ class PacketTemplate:
         address_sum = _address_sum(source) + _address_sum(destination)
 
         if layout.ip_checksum is not None and layout.ip_id is not None:
-            ip_sum = _fold(self._ip_base + address_sum + ip_id)
+            ip_sum = _fold(self.ip_base + address_sum + ip_id)
             _U16.pack_into(packet, layout.ip_id, ip_id)
             _U16.pack_into(packet, layout.ip_checksum, ~ip_sum & 0xFFFF)
 
         _PORTS_SEQUENCE.pack_into(packet, tcp, source_port, destination_port, sequence)
-        tcp_sum = self._tcp_base + address_sum + source_port + destination_port
+        tcp_sum = self.tcp_base + address_sum + source_port + destination_port
         tcp_sum += (sequence >> 16) + (sequence & 0xFFFF)
         if layout.timestamp is not None:
             _U32.pack_into(packet, layout.timestamp, timestamp)

@@ -40,13 +40,13 @@ class TokenBucket:
         self._tokens = 1.0
         self._updated = clock()
 
-    def acquire(self) -> None:
-        """Take one token, sleeping while more than MIN_SLEEP_SECONDS' worth
-        of tokens is owed."""
+    def acquire(self, count: int = 1) -> None:
+        """Take `count` tokens, sleeping while more than MIN_SLEEP_SECONDS'
+        worth of tokens is owed."""
         if self.rate == 0:
             return
         self._refill()
-        self._tokens -= 1.0
+        self._tokens -= count
         if self._tokens < 0 and -self._tokens >= self._credit:
             self._sleep(-self._tokens / self.rate)
             self._refill()

@@ -145,6 +145,17 @@ class RouteTable:
         self._cache[destination] = route
         return route
 
+    def span(self, destination: bytes) -> tuple[int, int]:
+        """Return (network, mask) of the IPv4 addresses that share the
+        route `lookup` returned for `destination`: its learned prefix, or
+        the address alone. Call it after `lookup`."""
+        value = int.from_bytes(destination, "big")
+        length = self._prefixes.length(destination)
+        if length is None:
+            return value, 0xFFFFFFFF
+        mask = (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
+        return value & mask, mask
+
     def _learn_prefix(self, destination: bytes, route: Route) -> None:
         """Cache `route` for the prefix that the kernel matched, when no
         rule or more specific route can send part of it elsewhere."""
@@ -274,6 +285,17 @@ class _PrefixCache:
     def add(self, width: int, length: int, prefix: int, route: Route) -> None:
         self._blocks[width].setdefault(length, {})[prefix] = route
         self._lengths[width] = sorted(self._blocks[width], reverse=True)
+
+    def length(self, destination: bytes) -> int | None:
+        """Return the length of the longest cached prefix holding
+        `destination`, or None."""
+        width = len(destination) * 8
+        value = int.from_bytes(destination, "big")
+        blocks = self._blocks[width]
+        for length in self._lengths[width]:
+            if value >> (width - length) in blocks[length]:
+                return length
+        return None
 
     def lookup(self, destination: bytes) -> Route | None:
         width = len(destination) * 8
