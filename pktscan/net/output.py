@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import json
 import sys
 import time
 from typing import TextIO
@@ -50,7 +49,7 @@ def format_result(result: ProbeResult, output_format: OutputFormat) -> str:
     """
     if output_format is OutputFormat.list:
         return f"{result.state} tcp {result.port} {result.ip} {int(result.time)}\n"
-    return json.dumps(result.to_json()) + "\n"
+    return result.json_line()
 
 
 class ProgressLine:

@@ -4,7 +4,11 @@ and the prober's set of recently answered probes."""
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pktscan.net.cli import format_loss_warning
 from pktscan.net.output import (
@@ -22,6 +26,26 @@ RESULT = ProbeResult("198.18.0.9", 443, "open", 64, 0.0012, 1_700_000_000.75)
 def test_format_result_list() -> None:
     line = format_result(RESULT, OutputFormat.list)
     assert line == "open tcp 443 198.18.0.9 1700000000\n"
+
+
+@given(
+    st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)),
+    st.integers(0, 65535),
+    st.sampled_from(["open", "closed", "filtered"]),
+    st.one_of(st.none(), st.integers(0, 255)),
+    st.one_of(st.none(), st.floats(0, 600, allow_nan=False)),
+    st.floats(0, 4e9, allow_nan=False),
+)
+def test_json_line_is_what_json_dumps_writes(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+    port: int,
+    state: str,
+    ttl: int | None,
+    rtt: float | None,
+    when: float,
+) -> None:
+    result = ProbeResult(str(address), port, state, ttl, rtt, when)  # type: ignore[arg-type]
+    assert result.json_line() == json.dumps(result.to_json()) + "\n"
 
 
 def test_format_result_json() -> None:
