@@ -37,9 +37,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from itertools import islice
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pktscan.net.cookie import SynCookie
+from pktscan.net.firewall import FirewallError, KernelResetGuard
 from pktscan.net.packet import TCP_SYN, PacketTemplate
 from pktscan.net.rate import TokenBucket
 from pktscan.net.receiver import ReceiverProcess, Response
@@ -73,9 +74,11 @@ Key = tuple[bytes, int]
 State = Literal["open", "closed", "filtered"]
 
 
-@dataclass(frozen=True, slots=True)
-class ProbeResult:
+class ProbeResult(NamedTuple):
     """The outcome of probing one address and port.
+
+    A named tuple, because one is built per probe, and a tuple is built in a
+    third of the time of a frozen dataclass.
 
     Attributes:
         ip: the target address.
@@ -221,12 +224,35 @@ def probe(
 
     prober = _Prober(rate, retries, wait, source_port, on_result)
     prober.on_progress = on_progress
+    # Without a process that could delete it later, a table must not outlive
+    # the privileges that on_ready gives up.
+    guard = _keep_kernel_out(source_port) if on_ready is None else None
     try:
         if on_ready is not None:
             on_ready()
         return prober.run(targets, stop or threading.Event(), max_runtime)
     finally:
         prober.close()
+        if guard is not None:
+            guard.remove()
+
+
+def _keep_kernel_out(source_port: int) -> KernelResetGuard | None:
+    """Drop segments to our source port before the kernel's TCP sees them.
+
+    Our receiver reads them from its packet socket first, and the kernel
+    then neither looks up a socket nor sends an RST of its own for every
+    SYN/ACK. That work runs on the sending core: against the benchmark lab
+    the table raised probe()'s rate by 9 to 37% (three runs alternating
+    with and without). Without nftables the scan runs as before."""
+    guard = KernelResetGuard((source_port, source_port))
+    try:
+        guard.install()
+    except FirewallError as error:
+        logger.info("the kernel will answer SYN/ACKs too: %s", error)
+        guard.remove()
+        return None
+    return guard
 
 
 class _Prober:
@@ -253,6 +279,7 @@ class _Prober:
         self.batch: SynBatch | None = SynBatch(self.syn[4], self.cookie, source_port)
         self.pending: OrderedDict[Key, _Pending] = OrderedDict()
         self.debug = False
+        self.log_results = False
         self.seen = RecentKeys(SEEN_BITS, SEEN_GENERATION)
         self.start = time.monotonic()
 
@@ -296,6 +323,7 @@ class _Prober:
         stopped = False
         interval = self.check_interval
         self.debug = logger.isEnabledFor(logging.DEBUG)
+        self.log_results = logger.isEnabledFor(logging.INFO)
         if self.debug:
             # The C loop logs nothing per SYN.
             self.batch = None
@@ -573,9 +601,12 @@ class _Prober:
                 )
             return
 
-        self._remember(key)
+        self.seen.add(key)
         state: State = "open" if response.flags & TCP_SYN else "closed"
-        rtt = self._round_trip(response, entry)
+        if entry[1] == 1:
+            rtt: float | None = response.monotonic - entry[2]
+        else:
+            rtt = self._round_trip(response, entry)
         self._report(
             ProbeResult(
                 _text(response.source),
@@ -613,7 +644,7 @@ class _Prober:
             self.stats.closed += 1
         else:
             self.stats.filtered += 1
-        if logger.isEnabledFor(logging.INFO):
+        if self.log_results:
             logger.info(
                 "%s %s ttl=%s rtt=%s",
                 endpoint(result.ip, result.port),
@@ -666,8 +697,9 @@ def _check_interval(rate: int) -> int:
 
 
 def _text(address: bytes) -> str:
-    family = socket.AF_INET if len(address) == 4 else socket.AF_INET6
-    return socket.inet_ntop(family, address)
+    if len(address) == 4:
+        return socket.inet_ntoa(address)
+    return socket.inet_ntop(socket.AF_INET6, address)
 
 
 def _packed_targets(targets: Iterable[tuple[str, int]] | Walk) -> Iterator[Key]:

@@ -37,6 +37,7 @@ import signal
 import struct
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from pktscan.net.cookie import SynCookie
 from pktscan.net.packet import (
@@ -68,9 +69,9 @@ LOOPBACK_INTERFACE = "lo"
 STOP_TIMEOUT = 5.0
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
-    """A valid response, as the child passed it to the parent."""
+class Response(NamedTuple):
+    """A valid response, as the child passed it to the parent (a named
+    tuple, because one is built per response)."""
 
     source: bytes
     port: int

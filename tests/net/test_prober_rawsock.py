@@ -258,6 +258,35 @@ def test_probe_sends_crafted_rst(namespace_pair: NamespacePair, tmp_path: Path) 
     assert output["stats"]["resets_sent"] == len(resets)
 
 
+def test_probe_keeps_the_kernel_from_resetting(
+    namespace_pair: NamespacePair, tmp_path: Path
+) -> None:
+    """The prober's own nftables table drops SYN/ACKs to its port before
+    the kernel's TCP sees them, so the only RST on the wire is the crafted
+    one, and the table is gone after the run."""
+    pair = namespace_pair
+    pair.start_listener(pair.target_ip, OPEN_PORT)
+    pair.exec_in(
+        pair.scanner, "ip", "neigh", "replace", pair.target_ip,
+        "lladdr", target_mac(pair), "dev", pair.scanner_link, "nud", "permanent",
+    )  # fmt: skip
+    path = tmp_path / "target.pcap"
+    capture = _start_capture(pair, path)
+
+    output = run_driver(pair, [(pair.target_ip, OPEN_PORT)], retries=0)
+    capture.send_signal(signal.SIGINT)
+    capture.wait(timeout=READY_TIMEOUT)
+
+    assert states_by_port(output) == {OPEN_PORT: "open"}
+    resets = [s for s in _tcp_segments(path) if s.flags & dpkt.tcp.TH_RST]
+    assert [(r.sport, r.dport, r.flags) for r in resets] == [
+        (OPTIONS["source_port"], OPEN_PORT, dpkt.tcp.TH_RST)
+    ]
+    assert output["stats"]["resets_sent"] == 1
+    tables = pair.exec_in(pair.scanner, "nft", "list", "tables")
+    assert "pktscan_" not in tables
+
+
 def test_probe_command_json_lines(
     namespace_pair: NamespacePair, tmp_path: Path
 ) -> None:
