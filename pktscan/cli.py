@@ -31,7 +31,7 @@ from pktscan import __version__
 from pktscan.capture.cli import app as capture_app
 from pktscan.errors import InputError, LocalError, PktscanError
 from pktscan.grab.cli import grab as grab_command
-from pktscan.grab.rawengine import DEFAULT_MAX_CONNECTIONS
+from pktscan.grab.rawengine import DEFAULT_MAX_CONNECTIONS, parse_source_ip
 from pktscan.lab.cli import app as lab_app
 from pktscan.net.cli import probe as probe_command
 from pktscan.render import print_scan_table, scan_progress
@@ -164,6 +164,13 @@ def scan(
         int,
         typer.Option(help="Raw engine: maximum connections open at once."),
     ] = DEFAULT_MAX_CONNECTIONS,
+    source_ip: Annotated[
+        str | None,
+        typer.Option(
+            help="Raw engine: send from this IPv4 address. If no interface"
+            " carries it, pktscan answers ARP for it and adds no nftables table."
+        ),
+    ] = None,
 ) -> None:
     """Probe ports, fetch every TLS certificate, and record what was found."""
     options = ScanOptions(
@@ -182,6 +189,7 @@ def scan(
         exclude_file=exclude_file,
         engine=engine,
         max_connections=max_connections,
+        source_ip=source_ip,
     )
     _validate_numbers(options)
     _reject_conflicts(
@@ -337,6 +345,13 @@ def _validate_numbers(options: ScanOptions) -> None:
             f"invalid --engine {options.engine!r}",
             hint=f"give --engine {' or '.join(ENGINES)}",
         )
+    if options.source_ip is not None:
+        parse_source_ip(options.source_ip)
+        if options.engine == "kernel":
+            raise InputError(
+                "--source-ip needs the raw engine, and --engine kernel was given",
+                hint="leave out --engine kernel, or --source-ip",
+            )
 
 
 def _run_with_capture(

@@ -84,6 +84,7 @@ class ScanOptions:
     exclude_file: Path | None = None
     engine: str | None = None
     max_connections: int = DEFAULT_MAX_CONNECTIONS
+    source_ip: str | None = None
 
 
 @dataclass(slots=True)
@@ -340,13 +341,16 @@ async def _open_raw_session(options: ScanOptions) -> RawSession | None:
         raise InputError(
             f"invalid engine {engine!r}", hint=f"give one of: {', '.join(ENGINES)}"
         )
-    if engine == "kernel" or (engine is None and os.geteuid() != 0):
+    without_root = engine is None and os.geteuid() != 0 and options.source_ip is None
+    if engine == "kernel" or without_root:
         return None
-    session = RawSession(max_connections=options.max_connections)
+    session = RawSession(
+        max_connections=options.max_connections, source_ip=options.source_ip
+    )
     try:
         await session.__aenter__()
     except (LocalError, OSError) as error:
-        if engine == "raw":
+        if engine == "raw" or options.source_ip is not None:
             raise
         logger.warning("raw engine unavailable, using the kernel engine: %s", error)
         return None

@@ -32,6 +32,8 @@ from pktscan.grab.rawengine import (
     ExchangeState,
     HttpHead,
     RawEngine,
+    owns_address,
+    parse_source_ip,
     self_test,
 )
 from pktscan.net.firewall import KernelResetGuard
@@ -193,6 +195,8 @@ class RawSession:
 
     Args:
         max_connections: the engine's connection table size.
+        source_ip: see `RawEngine`; with an address that no interface
+            carries, no table is installed and no self-test runs.
         guard: None to keep the kernel out with a new `KernelResetGuard`;
             pass False to run without one, for tests of what happens then.
     """
@@ -203,8 +207,21 @@ class RawSession:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         port_range: tuple[int, int] = ENGINE_PORT_RANGE,
         guard: KernelResetGuard | bool | None = None,
+        source_ip: str | None = None,
     ) -> None:
-        self.engine = RawEngine(port_range=port_range, max_connections=max_connections)
+        self.engine = RawEngine(
+            port_range=port_range,
+            max_connections=max_connections,
+            source_ip=source_ip,
+        )
+        # From an address the kernel does not own, the kernel never sees a
+        # connection of ours, so there is no table to add and nothing for the
+        # self-test to check.
+        self.foreign_source = source_ip is not None and not owns_address(
+            parse_source_ip(source_ip)
+        )
+        if self.foreign_source:
+            guard = False
         if guard is None or guard is True:
             guard = KernelResetGuard(port_range)
         self.guard: KernelResetGuard | None = guard or None
@@ -214,7 +231,8 @@ class RawSession:
             if self.guard is not None:
                 self.guard.install()
             await self.engine.start()
-            await self_test(self.engine)
+            if not self.foreign_source:
+                await self_test(self.engine)
         except BaseException:
             await self.close()
             raise

@@ -15,6 +15,10 @@ reply, the RST. The number of entries in the table is bounded by
 
 The kernel must be kept from resetting the connections when their SYN/ACKs
 arrive (see `pktscan.net.firewall`), and `self_test` checks that it is.
+With a `source_ip` that the kernel does not own, there is nothing to keep
+out: the engine sends from that address, answers ARP for it
+(`pktscan.net.arp`), and the kernel drops the answers after the packet
+socket has read them.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from pktscan.capture.bpf import attach_filter, compile_filter
-from pktscan.errors import LocalError, PrivilegeError
+from pktscan.errors import InputError, LocalError, PrivilegeError
+from pktscan.net.arp import ArpResponder
 from pktscan.net.route import NeighbourTable, NoRouteError, RouteTable
 from pktscan.net.sockets import PRIVILEGE_HINT, Sender
 from pktscan.net.tcpwire import ReceivedSegment, build_datagram, parse_datagram
@@ -114,6 +119,8 @@ class EngineStats:
         send_drops: packets the sender could not send.
         kernel_drops: packets the kernel dropped because the receive socket's
             buffer was full (PACKET_STATISTICS), read when the engine closes.
+        arp_replies: ARP replies sent for a source address that no
+            interface carries, read when the engine closes.
     """
 
     connections: int = 0
@@ -127,6 +134,7 @@ class EngineStats:
     send_drops: int = 0
     kernel_drops: int = 0
     peak_connections: int = 0
+    arp_replies: int = 0
 
 
 class _Connection:
@@ -194,6 +202,9 @@ class RawEngine:
             cover them.
         max_connections: connections in the table at once.
         settings: TCP parameters; MSS and SYN timing are set per connection.
+        source_ip: the IPv4 address to send from, for targets not reached
+            over loopback; None for the address the kernel picks per route.
+            If no interface carries it, the engine answers ARP for it.
     """
 
     def __init__(
@@ -202,6 +213,7 @@ class RawEngine:
         port_range: tuple[int, int] = ENGINE_PORT_RANGE,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         settings: TcpSettings | None = None,
+        source_ip: str | None = None,
     ) -> None:
         low, high = port_range
         if not 1 <= low <= high <= 65535:
@@ -223,6 +235,11 @@ class RawEngine:
         self._neighbours = NeighbourTable()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._errors = 0
+        self.source_ip = source_ip
+        self._source: bytes | None = None
+        if source_ip is not None:
+            self._source = parse_source_ip(source_ip)
+        self._arp: ArpResponder | None = None
 
     @property
     def connections(self) -> int:
@@ -240,10 +257,17 @@ class RawEngine:
             self._socket = self._open_receiver()
             self._sender = Sender()
             self._routes = RouteTable()
+            if self._source is not None and not owns_address(self._source):
+                self._arp = ArpResponder(self._source)
         except BaseException:
             self._close_sockets()
             raise
         self._loop.add_reader(self._socket.fileno(), self._on_readable)
+        if self._arp is not None:
+            self._loop.add_reader(self._arp.fileno(), self._arp.on_readable)
+            logger.info(
+                "answering ARP for %s, which no interface carries", self.source_ip
+            )
 
     async def close(self) -> None:
         """Reset every live connection and close the sockets."""
@@ -252,6 +276,8 @@ class RawEngine:
             self._finish(connection, "open", "timeout")
         if self._loop is not None and self._socket is not None:
             self._loop.remove_reader(self._socket.fileno())
+        if self._loop is not None and self._arp is not None:
+            self._loop.remove_reader(self._arp.fileno())
         self._close_sockets()
 
     async def __aenter__(self) -> RawEngine:
@@ -303,6 +329,10 @@ class RawEngine:
         if self._routes is not None:
             self._routes.close()
             self._routes = None
+        if self._arp is not None:
+            self.stats.arp_replies = self._arp.replies
+            self._arp.close()
+            self._arp = None
 
     # Connections
 
@@ -379,6 +409,10 @@ class RawEngine:
         except OSError:
             raise ValueError(f"invalid target address {ip!r}") from None
         ip = socket.inet_ntop(family, destination)
+        if self._source is not None and family == socket.AF_INET6:
+            raise ValueError(
+                f"--source-ip {self.source_ip} is IPv4, and {ip} is an IPv6 target"
+            )
         route = self._routes.lookup(destination)
         version = 6 if family == socket.AF_INET6 else 4
         settings = self._settings_for(route.interface, version, syn_attempts, syn_wait)
@@ -387,10 +421,12 @@ class RawEngine:
         connection = _Connection(
             key, ip, client, consumer, timeout, self._loop.create_future()
         )
-        # NOTE: the source address is always the one the kernel picks for the
-        # route. Sending from an address the kernel does not own, answering
-        # ARP for it instead of installing the nftables rule, is not built.
-        connection.source = route.source
+        # Loopback targets (the self-test) keep the kernel's address: no ARP
+        # runs on lo.
+        if self._source is not None and not route.local:
+            connection.source = self._source
+        else:
+            connection.source = route.source
         connection.version = version
         connection.interface = route.interface
         if not route.local:
@@ -634,6 +670,34 @@ class RawEngine:
         version = 4 if len(received.source) == 4 else 6
         if sender.send_routed(packet, version, received.source_text):
             self.stats.resets_sent += 1
+
+
+def parse_source_ip(text: str) -> bytes:
+    """Return the packed form of a --source-ip value.
+
+    Raises:
+        InputError: the value is not an IPv4 address.
+    """
+    try:
+        return socket.inet_pton(socket.AF_INET, text)
+    except OSError:
+        raise InputError(
+            f"invalid --source-ip {text!r}: not an IPv4 address",
+            hint="give a dotted IPv4 address such as 198.18.0.99; IPv6 sources"
+            " are not supported",
+        ) from None
+
+
+def owns_address(address: bytes) -> bool:
+    """Tell whether an interface of this namespace carries the address: the
+    kernel routes it as local."""
+    routes = RouteTable()
+    try:
+        return routes.lookup(address).local
+    except NoRouteError:
+        return False
+    finally:
+        routes.close()
 
 
 class HttpHead:

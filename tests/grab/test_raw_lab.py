@@ -28,6 +28,9 @@ RAW_PORTS = range(61001, 65536)
 SLL2_HEADER_LEN = 20
 ETHERTYPE_IPV4 = b"\x08\x00"
 
+# An address of the lab's scanner network that no interface carries.
+FOREIGN_SOURCE = "198.18.0.250"
+
 # (our port, server address, server port) of one connection.
 Flow = tuple[int, str, int]
 
@@ -73,6 +76,7 @@ def scans(lab: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, ScanR
     return {
         "default": _scan(lab, folder, "default"),
         "kernel": _scan(lab, folder, "kernel", "--engine", "kernel"),
+        "foreign": _scan(lab, folder, "foreign", "--source-ip", FOREIGN_SOURCE),
     }
 
 
@@ -169,6 +173,30 @@ def test_raw_capture_has_no_kernel_rst(lab: Any, scans: dict[str, ScanRun]) -> N
     requested: set[Flow] = set()
     resets = 0
     for flow, flags, length in _scanner_segments(pcap, scanner):
+        if length:
+            requested.add(flow)
+        if flags & dpkt.tcp.TH_RST:
+            resets += 1
+            assert flow in requested, f"RST before any request on {flow}"
+    assert resets > 0
+
+
+def test_source_ip_the_kernel_does_not_own(lab: Any, scans: dict[str, ScanRun]) -> None:
+    """From an address no interface carries, the raw engine finds what it
+    finds from its own, sends every segment from that address, and only
+    ever resets after its request: the kernel never sees the connections."""
+    run = scans["foreign"]
+    assert run.process.returncode == 0, run.process.stderr[-3000:]
+    foreign, default = run.results, scans["default"].results
+    assert foreign.keys() == default.keys()
+    for key in sorted(foreign):
+        assert _comparable(foreign[key]) == _comparable(default[key]), key
+
+    pcap = run.folder / "foreign.pcap"
+    assert not _scanner_segments(pcap, lab.manifest["scanner_address"])
+    requested: set[Flow] = set()
+    resets = 0
+    for flow, flags, length in _scanner_segments(pcap, FOREIGN_SOURCE):
         if length:
             requested.add(flow)
         if flags & dpkt.tcp.TH_RST:

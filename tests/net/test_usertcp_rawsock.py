@@ -9,11 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 import select
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import dpkt
 import pytest
 from probe_netns import NamespacePair
 from usertcp_server import BIG_REPLY_LEN, pattern
@@ -104,3 +107,58 @@ def test_self_test_fails_without_the_table(namespace_pair: NamespacePair) -> Non
     result = _client(namespace_pair, "self-test-unguarded")
     assert result["error"] is not None
     assert "self-test on 127.0.0.1" in result["error"]
+
+
+def test_source_address_the_kernel_does_not_own(
+    namespace_pair: NamespacePair, tmp_path: Path
+) -> None:
+    """From an address no interface carries, the engine answers the target's
+    ARP request itself, adds no nftables table, and reads the whole reply;
+    on the wire every segment from the scanner side carries that address,
+    and the only RSTs are the engine's."""
+    pair = namespace_pair
+    _start_servers(pair)
+    source = pair.scanner_ip.rsplit(".", 1)[0] + ".99"
+    path = tmp_path / "target.pcap"
+    capture = subprocess.Popen(
+        ["ip", "netns", "exec", pair.target, "tcpdump", "-U", "--immediate-mode",
+         "-n", "-i", pair.target_link, "-w", str(path), "tcp or arp"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    pair.processes.append(capture)
+    assert capture.stderr is not None
+    assert "listening on" in capture.stderr.readline()
+
+    result = _client(pair, "foreign-source", pair.target_ip, str(PORT_BASE), source)
+    capture.send_signal(signal.SIGINT)
+    capture.wait(timeout=10)
+
+    assert result["state"] == "open"
+    # The engine stops reading once the consumer has 100,000 bytes; the
+    # segment that took it there may carry more.
+    assert result["length"] >= 100_000
+    assert result["sha256_100k"] == hashlib.sha256(pattern(100_000)).hexdigest()
+    assert result["arp_replies"] >= 1
+    assert result["guarded"] is False
+    assert result["tables_during"] == []
+
+    ours = socket.inet_aton(source)
+    scanner_side = []
+    arp_replies = []
+    with path.open("rb") as handle:
+        for _, frame in dpkt.pcap.Reader(handle):
+            ethernet = dpkt.ethernet.Ethernet(frame)
+            if isinstance(ethernet.data, dpkt.arp.ARP):
+                if ethernet.data.op == dpkt.arp.ARP_OP_REPLY:
+                    arp_replies.append(ethernet.data.spa)
+                continue
+            ip = ethernet.data
+            if isinstance(ip, dpkt.ip.IP) and ip.data.sport != PORT_BASE:
+                scanner_side.append((ip.src, ip.data.flags))
+    # The target's own replies (to the scanner's request for its MAC) are
+    # in the capture too.
+    assert ours in arp_replies
+    assert scanner_side and {src for src, _ in scanner_side} == {ours}
+    resets = [flags for _, flags in scanner_side if flags & dpkt.tcp.TH_RST]
+    assert len(resets) == result["resets_sent"] == 1

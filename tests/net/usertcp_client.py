@@ -6,6 +6,9 @@ Usage: usertcp_client.py SCENARIO ARGS...
       and a filtered port, with the nftables guard and self-test
   self-test-unguarded
       the self-test without the nftables table, which the kernel's RSTs fail
+  foreign-source IP PORT SOURCE
+      one exchange with the big server, sent from SOURCE, an address that
+      no interface of the scanner namespace carries
 """
 
 from __future__ import annotations
@@ -85,11 +88,34 @@ async def self_test_unguarded() -> dict[str, Any]:
         return {"error": error.message}
 
 
+async def foreign_source(ip: str, port: int, source: str) -> dict[str, Any]:
+    session = RawSession(max_connections=4, source_ip=source)
+    async with session as engine:
+        tables_during = list_tables()
+        reply = Collect(100_000)
+        exchange = await engine.exchange(
+            ip, port, REQUEST, reply, timeout=10.0, syn_wait=1.0
+        )
+    return {
+        "state": exchange.state,
+        "stop": exchange.stop,
+        "length": len(reply.data),
+        "sha256_100k": hashlib.sha256(reply.data[:100_000]).hexdigest(),
+        "arp_replies": engine.stats.arp_replies,
+        "resets_sent": engine.stats.resets_sent,
+        "guarded": session.guard is not None,
+        "tables_during": tables_during,
+    }
+
+
 def main() -> None:
     scenario = sys.argv[1]
     if scenario == "servers":
         ip, base, closed, filtered = sys.argv[2:6]
         result = asyncio.run(servers(ip, int(base), int(closed), int(filtered)))
+    elif scenario == "foreign-source":
+        ip, port, source = sys.argv[2:5]
+        result = asyncio.run(foreign_source(ip, int(port), source))
     elif scenario == "self-test-unguarded":
         result = asyncio.run(self_test_unguarded())
     else:
