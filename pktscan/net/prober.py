@@ -64,6 +64,13 @@ PROGRESS_SECONDS = 1.0
 LOGGED_ROUTE_ERRORS = 10
 LOGGED_SEND_ERRORS = 10
 LOOPBACK_INTERFACE = "lo"
+# The sender waits while the receiver process last found its socket empty
+# more than this long ago: the receive ring holds about half a second of
+# answers at 100,000 a second.
+MAX_RECEIVER_LAG = 0.25
+# ... but never longer than this at a time, so that a receiver that stops
+# reporting cannot stall the scan.
+MAX_RECEIVER_PAUSE = 1.0
 # At most this many probes go out between two checks of the responses,
 # expiries and the stop flag, in one call of the C send loop; at 256 probes,
 # about 1 ms at 256,000 SYN/s.
@@ -142,6 +149,8 @@ class ProbeStats:
             full, or the socket reported an error.
         kernel_drops: packets the kernel dropped before our receive socket
             read them (PACKET_STATISTICS).
+        receiver_waits: times sending paused because the receiver process
+            had fallen behind.
         elapsed: seconds from the first SYN to the end of the final wait.
     """
 
@@ -158,6 +167,7 @@ class ProbeStats:
     resets_sent: int = 0
     send_drops: int = 0
     kernel_drops: int = 0
+    receiver_waits: int = 0
     elapsed: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -334,6 +344,7 @@ class _Prober:
                 stopped = True
                 break
             self._check(time.monotonic())
+            self._keep_pace_with_receiver(stop, end)
             if not self._send_batch(probes, interval):
                 break
 
@@ -438,6 +449,28 @@ class _Prober:
         self._drain(0.0)
         self._expire(min(now, self.child.caught_up), resend=True)
         self._report_progress(now)
+
+    def _keep_pace_with_receiver(
+        self, stop: threading.Event, end: float | None
+    ) -> None:
+        """Hold the next batch while the receiver is more than
+        MAX_RECEIVER_LAG behind, for at most MAX_RECEIVER_PAUSE at a time.
+
+        A sender faster than the receiver would otherwise grow the window of
+        pending probes with the length of the scan, and once the receive
+        ring overflowed, the kernel would drop answers. Waiting bounds both."""
+        assert self.child is not None
+        child = self.child
+        now = time.monotonic()
+        if now - child.caught_up <= MAX_RECEIVER_LAG:
+            return
+        self.stats.receiver_waits += 1
+        until = now + MAX_RECEIVER_PAUSE
+        while now - child.caught_up > MAX_RECEIVER_LAG and now < until:
+            if self._should_stop(stop, end):
+                return
+            self._drain(0.005)
+            now = time.monotonic()
 
     def _should_stop(self, stop: threading.Event, end: float | None) -> bool:
         """Tell whether to stop sending: on request, at the end of the
