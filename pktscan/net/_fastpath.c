@@ -342,7 +342,237 @@ done:
     return result;
 }
 
+/* ---- The receiver's side: one TPACKET_V3 block at a time. ---- */
+
+#define TP_STATUS_USER 1
+#define ARPHRD_ETHER_TYPE 1
+#define TCP_FIN_FLAG 0x01
+#define TCP_SYN_FLAG 0x02
+#define TCP_RST_FLAG 0x04
+#define TCP_ACK_FLAG 0x10
+/* The record that receiver.py's RECORD struct reads: "=BBBBBxH16sIdd". */
+#define RECORD_SIZE 44
+#define KIND_RESPONSE 0
+
+static inline uint32_t get32le(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+
+static inline uint16_t get16le(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+
+static inline uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
+
+/* The TSecr of a timestamp option, as receiver.py's parse reads it: the
+ * first option of kind 8 within the header, when its length is 10. */
+static int timestamp_echo(const uint8_t *tcp, size_t header, uint32_t *echo) {
+    size_t offset = 20;
+    while (offset < header) {
+        uint8_t kind = tcp[offset];
+        if (kind == 0) return 0;
+        if (kind == 1) {
+            offset++;
+            continue;
+        }
+        if (offset + 1 >= header) return 0;
+        uint8_t length = tcp[offset + 1];
+        if (length < 2) return 0;
+        if (kind == 8) {
+            if (offset + length > header || length != 10) return 0;
+            *echo = be32(tcp + offset + 6);
+            return 1;
+        }
+        offset += length;
+    }
+    return 0;
+}
+
+static uint64_t ip_id_state;
+
+static inline uint16_t next_ip_id(void) {
+    /* xorshift64: the IP ID only needs to differ between packets. */
+    ip_id_state ^= ip_id_state << 13;
+    ip_id_state ^= ip_id_state >> 7;
+    ip_id_state ^= ip_id_state << 17;
+    return (uint16_t)ip_id_state;
+}
+
+/* Write an RST from the template, as PacketTemplate.fill does for the
+ * receiver's "R" template (no options, no timestamp). */
+static void fill_reset(const uint8_t *template, Py_ssize_t len, unsigned long ip_base,
+                       unsigned long tcp_base, uint8_t *frame, const uint8_t *source,
+                       const uint8_t *destination, unsigned source_port,
+                       unsigned destination_port, uint32_t sequence) {
+    memcpy(frame, template, (size_t)len);
+    memcpy(frame + 12, source, 4);
+    memcpy(frame + 16, destination, 4);
+    uint64_t address_sum = get16(source) + get16(source + 2) + get16(destination) +
+                           get16(destination + 2);
+    uint16_t ip_id = next_ip_id();
+    put16(frame + 4, ip_id);
+    put16(frame + 10, ~fold(ip_base + address_sum + ip_id) & 0xffff);
+    put16(frame + 20, source_port);
+    put16(frame + 22, destination_port);
+    put32(frame + 24, sequence);
+    uint64_t tcp_sum = tcp_base + address_sum + source_port + destination_port +
+                       (sequence >> 16) + (sequence & 0xffff);
+    put16(frame + 36, ~fold(tcp_sum) & 0xffff);
+}
+
+static PyObject *py_accept_block(PyObject *self, PyObject *args) {
+    Py_buffer ring, key, reset;
+    Py_ssize_t base, block_bytes;
+    unsigned int source_port;
+    unsigned long ip_base, tcp_base;
+    int fd;
+    double monotonic, wall;
+    if (!PyArg_ParseTuple(args, "w*nnIy*y*kkidd", &ring, &base, &block_bytes,
+                          &source_port, &key, &reset, &ip_base, &tcp_base, &fd,
+                          &monotonic, &wall))
+        return NULL;
+    PyObject *records = NULL, *others = NULL, *result = NULL;
+    if (key.len != 16 || reset.len != 40 || base < 0 || block_bytes < 48 ||
+        base > ring.len - block_bytes) {
+        PyErr_SetString(PyExc_ValueError, "bad block, key or RST template");
+        goto done;
+    }
+    if (ip_id_state == 0) ip_id_state = (uint64_t)time(NULL) * 2654435761u + 1;
+    const uint8_t *block = (const uint8_t *)ring.buf + base;
+    uint32_t count = get32le(block + 12), offset = get32le(block + 16);
+    others = PyList_New(0);
+    if (others == NULL) goto done;
+    /* Sized for every packet; trimmed at the end. */
+    if (count > (uint32_t)(block_bytes / 48)) count = (uint32_t)(block_bytes / 48);
+    records = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)count * RECORD_SIZE);
+    if (records == NULL) goto done;
+    uint8_t *out = (uint8_t *)PyBytes_AS_STRING(records);
+    Py_ssize_t written = 0;
+    long invalid = 0, resets = 0, send_errors = 0;
+    int last_error = 0;
+
+    uint8_t frames[MAX_BATCH][40];
+    struct sockaddr_ll links[MAX_BATCH];
+    struct mmsghdr messages[MAX_BATCH];
+    struct iovec vectors[MAX_BATCH];
+    int pending = 0;
+
+    size_t position = offset;
+    for (uint32_t n = 0; n < count; n++) {
+        if (position + 72 > (size_t)block_bytes) break;
+        const uint8_t *header = block + position;
+        uint32_t next = get32le(header), snaplen = get32le(header + 12);
+        uint16_t net = get16le(header + 26);
+        int ifindex = (int)get32le(header + 52);
+        uint16_t hatype = get16le(header + 56);
+        uint8_t packet_type = header[58], halen = header[59];
+        const uint8_t *hop = header + 60;
+        size_t start = position + net;
+        if (packet_type == 4 /* PACKET_OUTGOING */ || start + snaplen > (size_t)block_bytes)
+            goto advance;
+        const uint8_t *ip = block + start;
+        size_t length = snaplen;
+        if (length < 20 || ip[0] >> 4 != 4 || hatype != ARPHRD_ETHER_TYPE || halen != 6) {
+            /* IPv6, loopback and other links: receiver.py's own path. */
+            PyObject *item = Py_BuildValue("(y#iy#)", ip, (Py_ssize_t)length, ifindex,
+                                           hop, (Py_ssize_t)(halen <= 8 ? halen : 8));
+            if (item == NULL || PyList_Append(others, item) < 0) {
+                Py_XDECREF(item);
+                goto done;
+            }
+            Py_DECREF(item);
+            goto advance;
+        }
+        size_t ihl = (size_t)(ip[0] & 0x0f) * 4;
+        if (ihl < 20 || ip[9] != 6 || (get16(ip + 6) & 0x1fff) != 0 || length < ihl + 20)
+            goto advance;
+        const uint8_t *tcp = ip + ihl;
+        unsigned their_port = get16(tcp), our_port = get16(tcp + 2);
+        if (our_port != source_port) goto advance;
+        uint8_t flags = tcp[13];
+        uint32_t acknowledgment = be32(tcp + 8);
+        if (!(flags & TCP_ACK_FLAG)) {
+            invalid++;
+            goto advance;
+        }
+        uint8_t tuple[12];
+        memcpy(tuple, ip + 16, 4);
+        memcpy(tuple + 4, ip + 12, 4);
+        put16(tuple + 8, our_port);
+        put16(tuple + 10, their_port);
+        uint32_t expected = (uint32_t)siphash24(key.buf, tuple, sizeof tuple);
+        if (acknowledgment != expected + 1) {
+            invalid++;
+            goto advance;
+        }
+        int syn_ack = (flags & (TCP_SYN_FLAG | TCP_ACK_FLAG)) == (TCP_SYN_FLAG | TCP_ACK_FLAG);
+        if (!syn_ack && !(flags & TCP_RST_FLAG)) goto advance;
+        if (syn_ack) {
+            fill_reset(reset.buf, reset.len, ip_base, tcp_base, frames[pending], ip + 16,
+                       ip + 12, our_port, their_port, acknowledgment);
+            struct sockaddr_ll *link = &links[pending];
+            memset(link, 0, sizeof *link);
+            link->sll_family = AF_PACKET;
+            link->sll_protocol = htons(ETH_P_IP);
+            link->sll_ifindex = ifindex;
+            link->sll_halen = ETH_ALEN;
+            memcpy(link->sll_addr, hop, ETH_ALEN);
+            vectors[pending].iov_base = frames[pending];
+            vectors[pending].iov_len = 40;
+            memset(&messages[pending], 0, sizeof messages[pending]);
+            messages[pending].msg_hdr.msg_name = link;
+            messages[pending].msg_hdr.msg_namelen = sizeof *link;
+            messages[pending].msg_hdr.msg_iov = &vectors[pending];
+            messages[pending].msg_hdr.msg_iovlen = 1;
+            pending++;
+            if (pending == MAX_BATCH) {
+                int dropped = 0;
+                resets += send_frames(fd, messages, pending, &dropped, &last_error);
+                send_errors += dropped;
+                pending = 0;
+            }
+        }
+        uint32_t echo = 0;
+        size_t tcp_header = (size_t)(tcp[12] >> 4) * 4;
+        int has_echo = length >= ihl + tcp_header && tcp_header >= 20 &&
+                       timestamp_echo(tcp, tcp_header, &echo);
+        uint8_t *record = out + written * RECORD_SIZE;
+        memset(record, 0, RECORD_SIZE);
+        record[0] = KIND_RESPONSE;
+        record[1] = 4;
+        record[2] = flags;
+        record[3] = (uint8_t)has_echo;
+        record[4] = ip[8];
+        memcpy(record + 6, &(uint16_t){(uint16_t)their_port}, 2);
+        memcpy(record + 8, ip + 12, 4);
+        memcpy(record + 24, &echo, 4);
+        memcpy(record + 28, &monotonic, 8);
+        memcpy(record + 36, &wall, 8);
+        written++;
+    advance:
+        if (next == 0) break;
+        position += next;
+    }
+    if (pending > 0) {
+        int dropped = 0;
+        resets += send_frames(fd, messages, pending, &dropped, &last_error);
+        send_errors += dropped;
+    }
+    if (_PyBytes_Resize(&records, written * RECORD_SIZE) < 0) goto done;
+    result = Py_BuildValue("(OOlli)", records, others, invalid, resets, last_error);
+done:
+    Py_XDECREF(records);
+    Py_XDECREF(others);
+    PyBuffer_Release(&ring);
+    PyBuffer_Release(&key);
+    PyBuffer_Release(&reset);
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"accept_block", py_accept_block, METH_VARARGS,
+     "accept_block(ring, base, block_bytes, source_port, key, reset_template,\n"
+     "ip_base, tcp_base, fd, monotonic, wall) -> (records, others, invalid,\n"
+     "resets, errno): read one TPACKET_V3 block; see receiver.py."},
     {"siphash24", py_siphash24, METH_VARARGS,
      "siphash24(key, data) -> int: SipHash-2-4 of data under a 16-byte key."},
     {"fill_syn4", py_fill_syn4, METH_VARARGS,

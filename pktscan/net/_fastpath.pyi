@@ -1,6 +1,8 @@
 """Types of the C module pktscan/net/_fastpath.c."""
 
-Buffer = bytes | bytearray | memoryview
+import mmap
+
+Buffer = bytes | bytearray | memoryview | mmap.mmap
 
 MAX_BATCH: int
 
@@ -41,3 +43,17 @@ def send_syn4(
     mask: int,
     /,
 ) -> tuple[int, int, int, int]: ...
+def accept_block(
+    ring: Buffer,
+    base: int,
+    block_bytes: int,
+    source_port: int,
+    key: Buffer,
+    reset_template: Buffer,
+    ip_base: int,
+    tcp_base: int,
+    fd: int,
+    monotonic: float,
+    wall: float,
+    /,
+) -> tuple[bytes, list[tuple[bytes, int, bytes]], int, int, int]: ...

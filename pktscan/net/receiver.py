@@ -20,6 +20,12 @@ writes fixed-size records into a pipe to the parent:
     28      monotonic time of reception (float64)
     36      Unix time of reception (float64)
 
+With a receive ring, `pktscan.net._fastpath.accept_block` does this for a
+whole block of IPv4 answers over Ethernet in C, RSTs included, and hands
+the other packets (IPv6, loopback) back to the Python path. Against the
+benchmark lab's 24,576 answers the child's CPU time fell from about 0.3 s
+to 0.05 s.
+
 A caught-up mark carries, in its monotonic field, a time at which the child
 found the socket empty: every response that arrived before it precedes the
 mark in the pipe. Counters and errors are written once, at the end.
@@ -39,6 +45,7 @@ import time
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from pktscan.net import _fastpath
 from pktscan.net.cookie import SynCookie
 from pktscan.net.packet import (
     TCP_ACK,
@@ -48,6 +55,7 @@ from pktscan.net.packet import (
     TcpResponse,
     parse_tcp_response,
 )
+from pktscan.net.ring import BLOCK_BYTES, ReceiveRing
 from pktscan.net.sockets import Receiver, Sender
 
 RECORD = struct.Struct("=BBBBBxH16sIdd")
@@ -57,8 +65,10 @@ KIND_COUNTERS = 2
 KIND_ERROR = 3
 _COUNTERS = struct.Struct("=QQ")
 
-# Packets the child reads before writing their records to the pipe.
+# Packets the child reads before writing their records to the pipe, or
+# ring blocks of up to about 400 packets each.
 RECEIVE_BATCH = 256
+RECEIVE_BLOCKS = 4
 MAX_BATCHES = 1024
 POLL_SECONDS = 0.05
 # Linux caps pipes at /proc/sys/fs/pipe-max-size (1 MiB by default) for
@@ -277,9 +287,58 @@ class _Child:
             if stopping:
                 return
 
+    def _read_blocks(self, ring: ReceiveRing) -> bool:
+        """Read up to RECEIVE_BLOCKS blocks of the ring in C and write their
+        records; return True when the ring may hold more.
+
+        `_fastpath.accept_block` does for IPv4 over Ethernet what `_accept`
+        does, and returns the other packets (IPv6, loopback) to `_accept`."""
+        records = []
+        more = True
+        reset = self.rst[4]
+        for _ in range(RECEIVE_BLOCKS):
+            before = time.monotonic()
+            base = ring.ready_block()
+            if base is None:
+                mark = before - self.receiver.delay
+                records.append(
+                    RECORD.pack(KIND_CAUGHT_UP, 0, 0, 0, 0, 0, b"", 0, mark, 0)
+                )
+                more = False
+                break
+            found, others, invalid, resets, error = _fastpath.accept_block(
+                ring.memory,
+                base,
+                BLOCK_BYTES,
+                self.source_port,
+                self.cookie.key,
+                reset.packet,
+                reset.ip_base,
+                reset.tcp_base,
+                self.sender.link.fileno(),
+                before,
+                time.time(),
+            )
+            ring.release()
+            records.append(found)
+            self.invalid += invalid
+            self.resets_sent += resets
+            if error:
+                self.sender.dropped += 1
+                self.sender.last_error = OSError(error, os.strerror(error))
+            for datagram, index, hop in others:
+                record = self._accept(datagram, ring.name(index), hop)
+                if record is not None:
+                    records.append(record)
+        self._write(records)
+        return more
+
     def _read_batch(self) -> bool:
         """Read up to RECEIVE_BATCH packets and write their records; return
         True when the socket may hold more."""
+        ring = self.receiver.ring
+        if ring is not None:
+            return self._read_blocks(ring)
         records = []
         more = True
         for _ in range(RECEIVE_BATCH):

@@ -54,6 +54,7 @@ _BLOCK = struct.Struct("=III")  # block_status, num_pkts, offset_to_first_pkt
 _PACKET = struct.Struct("=I8xI8xHH")  # next_offset, snaplen, mac, net
 _ADDRESS = struct.Struct("=iHBB8s")  # ifindex, hatype, pkttype, halen, addr
 _BLOCK_STATUS = 8
+_U32 = struct.Struct("=I")
 _ADDRESS_OFFSET = 52
 
 Packet = tuple[bytes, str, bytes]
@@ -97,6 +98,23 @@ class ReceiveRing:
             if not self._read_block():
                 return None
         return self.ready.popleft()
+
+    def ready_block(self) -> int | None:
+        """Return the offset of the next block if the kernel has handed it
+        over, else None. The caller reads it, then calls `release`."""
+        base = self.block * BLOCK_BYTES
+        status = _U32.unpack_from(self.memory, base + _BLOCK_STATUS)[0]
+        return base if status & TP_STATUS_USER else None
+
+    def release(self) -> None:
+        """Hand the block that `ready_block` returned back to the kernel."""
+        base = self.block * BLOCK_BYTES
+        _U32.pack_into(self.memory, base + _BLOCK_STATUS, TP_STATUS_KERNEL)
+        self.block = (self.block + 1) % BLOCK_COUNT
+
+    def name(self, index: int) -> str:
+        """Return the name of the interface with this index."""
+        return self._name(index)
 
     def _read_block(self) -> bool:
         """Copy the packets of the next block out, if the kernel has handed

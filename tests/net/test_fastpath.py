@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import socket
 import struct
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP
+from scapy.layers.inet6 import IPv6
 
 from pktscan.net import _fastpath
 from pktscan.net.cookie import SynCookie
 from pktscan.net.packet import PacketTemplate
+from pktscan.net.receiver import RECORD
 from pktscan.net.synbatch import SynBatch
 
 KEY = bytes(range(16))
@@ -149,3 +152,109 @@ def test_malformed_targets_raise(
 def test_ipv6_templates_are_refused() -> None:
     with pytest.raises(ValueError, match="IPv4 templates only"):
         SynBatch(PacketTemplate(6, "S", with_options=True), SynCookie(KEY), 61001)
+
+
+# accept_block: a TPACKET_V3 block built here, in the layout ring.py reads.
+
+OUR_PORT = 61001
+TARGET = bytes([198, 19, 0, 7])
+THEIR_MAC = bytes.fromhex("0a0000000002")
+PACKET_HEADER = 48
+SOCKADDR_LL = 20
+NET_OFFSET = 80
+
+
+def _packet(
+    flags: int,
+    acknowledgment: int,
+    *,
+    target_port: int = 443,
+    echo: int | None = None,
+) -> bytes:
+    options: list[tuple[str, object]] = []
+    if echo is not None:
+        options = [("Timestamp", (99, echo))]
+    return bytes(
+        IP(src="198.19.0.7", dst="198.18.0.1", ttl=61)
+        / TCP(
+            sport=target_port,
+            dport=OUR_PORT,
+            flags=flags,
+            seq=5000,
+            ack=acknowledgment,
+            options=options,
+        )
+    )
+
+
+def _block(
+    packets: list[tuple[bytes, int, int, int]], size: int = 1 << 16
+) -> bytearray:
+    """(datagram, ifindex, hatype, packet type) each, in one block."""
+    block = bytearray(size)
+    struct.pack_into("=III", block, 8, 1, len(packets), 48)
+    position = 48
+    for index, (datagram, ifindex, hatype, kind) in enumerate(packets):
+        length = NET_OFFSET + len(datagram)
+        step = (length + 15) & ~15
+        next_offset = 0 if index == len(packets) - 1 else step
+        struct.pack_into(
+            "=IIIIIIHH", block, position, next_offset, 0, 0, len(datagram),
+            len(datagram), 0, 0, NET_OFFSET,
+        )  # fmt: skip
+        struct.pack_into(
+            "=HHiHBB8s", block, position + PACKET_HEADER, 17, 0x0800, ifindex,
+            hatype, kind, 6, THEIR_MAC,
+        )  # fmt: skip
+        block[position + NET_OFFSET : position + NET_OFFSET + len(datagram)] = datagram
+        position += step
+    return block
+
+
+def test_accept_block_reads_valid_answers_and_counts_the_rest() -> None:
+    cookie = SynCookie(KEY)
+    sequence = cookie.sequence(SOURCE, TARGET, OUR_PORT, 443)
+    closed_sequence = cookie.sequence(SOURCE, TARGET, OUR_PORT, 22)
+    ipv6 = bytes(IPv6(src="2001:db8::7", dst="2001:db8::1") / TCP(dport=OUR_PORT))
+    block = _block(
+        [
+            (_packet("SA", sequence + 1, echo=1234), 3, 1, 0),
+            (_packet("RA", closed_sequence + 1, target_port=22), 3, 1, 0),
+            (_packet("SA", sequence + 2), 3, 1, 0),  # a forged acknowledgment
+            (_packet("S", 0), 3, 1, 0),  # no ACK: not an answer
+            (_packet("SA", sequence + 1), 3, 1, 4),  # our own, outgoing
+            (ipv6, 3, 1, 0),
+            (_packet("SA", sequence + 1), 1, 772, 0),  # from loopback
+        ]
+    )
+    reset = PacketTemplate(4, "R", with_options=False)
+    # The RSTs go to one end of a Unix socket pair, which refuses the
+    # link-layer address: nothing leaves the machine, and the error shows.
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with left, right:
+        records, others, invalid, resets, error = _fastpath.accept_block(
+            block, 0, len(block), OUR_PORT, KEY, bytes(reset.packet),
+            reset.ip_base, reset.tcp_base, left.fileno(), 12.5, 1_700_000_000.25,
+        )  # fmt: skip
+
+    decoded = [RECORD.unpack_from(records, o) for o in range(0, len(records), 44)]
+    assert decoded == [
+        (0, 4, 0x12, 1, 61, 443, TARGET + bytes(12), 1234, 12.5, 1_700_000_000.25),
+        (0, 4, 0x14, 0, 61, 22, TARGET + bytes(12), 0, 12.5, 1_700_000_000.25),
+    ]
+    assert invalid == 2
+    assert resets == 0
+    assert error != 0
+    assert [(len(datagram), index) for datagram, index, _ in others] == [
+        (len(ipv6), 3),
+        (len(_packet("SA", sequence + 1)), 1),
+    ]
+
+
+def test_accept_block_rejects_a_block_outside_the_buffer() -> None:
+    reset = PacketTemplate(4, "R", with_options=False)
+    with pytest.raises(ValueError, match="bad block"):
+        _fastpath.accept_block(
+            bytearray(100), 64, 1 << 16, OUR_PORT, KEY, bytes(reset.packet),
+            reset.ip_base, reset.tcp_base, -1, 0.0, 0.0,
+        )  # fmt: skip
