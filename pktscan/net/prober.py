@@ -715,9 +715,6 @@ class _Prober:
             return None
         return elapsed_ms / 1000
 
-    def _remember(self, key: Key) -> None:
-        self.seen.add(key)
-
     def _report(self, result: ProbeResult) -> None:
         if result.state == "open":
             self.stats.open += 1
