@@ -306,9 +306,8 @@ static PyObject *py_send_syn4(PyObject *self, PyObject *args) {
     link.sll_halen = ETH_ALEN;
     memcpy(link.sll_addr, hop.buf, ETH_ALEN);
 
-    uint8_t frames[MAX_BATCH][MAX_FRAME];
-    struct mmsghdr messages[MAX_BATCH];
-    struct iovec vectors[MAX_BATCH];
+    uint8_t addresses[MAX_BATCH][4];
+    unsigned ports[MAX_BATCH];
     Py_ssize_t index = start;
     int count = 0;
     while (index < total && count < MAX_BATCH) {
@@ -316,23 +315,30 @@ static PyObject *py_send_syn4(PyObject *self, PyObject *args) {
         unsigned port;
         if (target_at(targets, index, &address, &port) < 0) goto done;
         if ((be32(address) & mask) != network) break;
-        fill(&t, frames[count], address, port);
-        vectors[count].iov_base = frames[count];
-        vectors[count].iov_len = (size_t)t.len;
-        memset(&messages[count], 0, sizeof messages[count]);
-        messages[count].msg_hdr.msg_name = &link;
-        messages[count].msg_hdr.msg_namelen = sizeof link;
-        messages[count].msg_hdr.msg_iov = &vectors[count];
-        messages[count].msg_hdr.msg_iovlen = 1;
+        memcpy(addresses[count], address, 4);
+        ports[count] = port;
         count++;
         index++;
     }
+    /* The frames are written and sent without the GIL, so that a thread
+     * that calls this overlaps the kernel's work with Python elsewhere. */
+    uint8_t frames[MAX_BATCH][MAX_FRAME];
+    struct mmsghdr messages[MAX_BATCH];
+    struct iovec vectors[MAX_BATCH];
     int dropped = 0, error = 0, sent = 0;
-    if (count > 0) {
-        Py_BEGIN_ALLOW_THREADS
-        sent = send_frames(fd, messages, count, &dropped, &error);
-        Py_END_ALLOW_THREADS
+    Py_BEGIN_ALLOW_THREADS
+    for (int i = 0; i < count; i++) {
+        fill(&t, frames[i], addresses[i], ports[i]);
+        vectors[i].iov_base = frames[i];
+        vectors[i].iov_len = (size_t)t.len;
+        memset(&messages[i], 0, sizeof messages[i]);
+        messages[i].msg_hdr.msg_name = &link;
+        messages[i].msg_hdr.msg_namelen = sizeof link;
+        messages[i].msg_hdr.msg_iov = &vectors[i];
+        messages[i].msg_hdr.msg_iovlen = 1;
     }
+    if (count > 0) sent = send_frames(fd, messages, count, &dropped, &error);
+    Py_END_ALLOW_THREADS
     result = Py_BuildValue("niii", index - start, sent, dropped, error);
 done:
     PyBuffer_Release(&template);
@@ -568,7 +574,33 @@ done:
     return result;
 }
 
+static PyObject *py_span_run(PyObject *self, PyObject *args) {
+    PyObject *targets;
+    Py_ssize_t start, limit;
+    unsigned int network, mask;
+    if (!PyArg_ParseTuple(args, "O!nIIn", &PyList_Type, &targets, &start, &network,
+                          &mask, &limit))
+        return NULL;
+    Py_ssize_t total = PyList_GET_SIZE(targets), index = start;
+    if (start < 0 || start > total) {
+        PyErr_Format(PyExc_IndexError, "start %zd outside the %zd targets", start, total);
+        return NULL;
+    }
+    while (index < total && index - start < limit) {
+        PyObject *item = PyList_GET_ITEM(targets, index);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) break;
+        PyObject *packed = PyTuple_GET_ITEM(item, 0);
+        if (!PyBytes_Check(packed) || PyBytes_GET_SIZE(packed) != 4) break;
+        if ((be32((const uint8_t *)PyBytes_AS_STRING(packed)) & mask) != network) break;
+        index++;
+    }
+    return PyLong_FromSsize_t(index - start);
+}
+
 static PyMethodDef methods[] = {
+    {"span_run", py_span_run, METH_VARARGS,
+     "span_run(targets, start, network, mask, limit) -> int: how many targets\n"
+     "from start on are IPv4 addresses inside network/mask, at most limit."},
     {"accept_block", py_accept_block, METH_VARARGS,
      "accept_block(ring, base, block_bytes, source_port, key, reset_template,\n"
      "ip_base, tcp_base, fd, monotonic, wall) -> (records, others, invalid,\n"

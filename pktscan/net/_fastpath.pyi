@@ -57,3 +57,6 @@ def accept_block(
     wall: float,
     /,
 ) -> tuple[bytes, list[tuple[bytes, int, bytes]], int, int, int]: ...
+def span_run(
+    targets: list[tuple[bytes, int]], start: int, network: int, mask: int, limit: int, /
+) -> int: ...

@@ -28,7 +28,6 @@ progress are checked every few probes (`_check_interval`).
 from __future__ import annotations
 
 import logging
-import os
 import random
 import socket
 import threading
@@ -46,7 +45,7 @@ from pktscan.net.rate import TokenBucket
 from pktscan.net.receiver import ReceiverProcess, Response
 from pktscan.net.route import NeighbourTable, NoRouteError, RouteTable
 from pktscan.net.sockets import Receiver, Sender
-from pktscan.net.synbatch import MAX_BATCH, SynBatch
+from pktscan.net.synbatch import MAX_BATCH, SendThread, SynBatch
 from pktscan.targets import TargetSpace, Walk
 
 logger = logging.getLogger(__name__)
@@ -287,6 +286,7 @@ class _Prober:
         self.syn = {4: PacketTemplate(4, "S", with_options=True)}
         self.syn[6] = PacketTemplate(6, "S", with_options=True)
         self.batch: SynBatch | None = SynBatch(self.syn[4], self.cookie, source_port)
+        self.send_thread: SendThread | None = None
         self.pending: OrderedDict[Key, _Pending] = OrderedDict()
         self.debug = False
         self.log_results = False
@@ -309,6 +309,9 @@ class _Prober:
         )
 
     def close(self) -> None:
+        if self.send_thread is not None:
+            self.send_thread.close()
+            self.send_thread = None
         if self.child is not None:
             self.child.close()
         self.routes.close()
@@ -337,6 +340,11 @@ class _Prober:
         if self.debug:
             # The C loop logs nothing per SYN.
             self.batch = None
+        else:
+            # Started after the receiver's fork, so that the child process
+            # copies no second thread's state.
+            assert self.batch is not None
+            self.send_thread = SendThread(self.batch)
         probes = _packed_targets(targets)
 
         while True:
@@ -399,6 +407,7 @@ class _Prober:
         route stays the same; return how many were sent, 0 when the first
         target needs the Python path."""
         assert self.batch is not None and self.sender is not None
+        assert self.send_thread is not None
         destination = targets[start][0]
         try:
             route = self.routes.lookup(destination)
@@ -409,30 +418,12 @@ class _Prober:
         hop = self.neighbours.lookup(route.interface, route.next_hop)
         if hop is None:
             return 0
-        now = time.monotonic()
-        try:
-            done = self.batch.send(
-                self.sender.link,
-                route.source,
-                (int((now - self.start) * 1000) + 1) & 0xFFFFFFFF,
-                targets,
-                start,
-                route.interface,
-                hop,
-                self.routes.span(destination),
-            )
-        except OSError:
-            # The interface went away since the route lookup.
+        span = self.routes.span(destination)
+        count = self.batch.run_length(targets, start, span)
+        if count == 0:
             return 0
-        self.stats.sent += done.consumed
-        if done.dropped:
-            self.sender.dropped += done.dropped
-            self.sender.last_error = OSError(done.error, os.strerror(done.error))
-            if self.sender.dropped <= LOGGED_SEND_ERRORS:
-                logger.error(
-                    "sending %d SYNs failed: %s", done.dropped, self.sender.last_error
-                )
-        sent = targets[start : start + done.consumed]
+        sent = targets[start : start + count]
+        now = time.monotonic()
         pending = self.pending
         # Removing first keeps the window ordered by deadline when a target
         # comes twice.
@@ -440,7 +431,16 @@ class _Prober:
             for key in sent:
                 pending.pop(key, None)
         pending.update(dict.fromkeys(sent, (now + self.wait, attempt, now)))
-        return done.consumed
+        self.stats.sent += count
+        self.send_thread.submit(
+            self.sender.link,
+            route.source,
+            (int((now - self.start) * 1000) + 1) & 0xFFFFFFFF,
+            sent,
+            route.interface,
+            hop,
+        )
+        return count
 
     def _check(self, now: float) -> None:
         """Handle queued responses, then retransmit or report the probes
@@ -489,6 +489,8 @@ class _Prober:
             self.on_progress(self.stats)
 
     def _finish(self) -> None:
+        if self.send_thread is not None:
+            self.send_thread.flush()
         self.stats.elapsed = time.monotonic() - self.start
         assert self.child is not None
         # Responses read after the last probe was settled are counted as
@@ -502,6 +504,12 @@ class _Prober:
             self.stats.kernel_drops = self.receiver.statistics()[1]
         if self.sender is not None:
             self.stats.send_drops = self.sender.dropped
+        thread = self.send_thread
+        if thread is not None and thread.dropped:
+            self.stats.send_drops += thread.dropped
+            logger.error(
+                "%d SYNs could not be sent: %s", thread.dropped, thread.last_error
+            )
         if self.stats.unroutable > LOGGED_ROUTE_ERRORS:
             logger.error("%d targets had no route", self.stats.unroutable)
         if self.child.error is not None:

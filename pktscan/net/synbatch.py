@@ -9,7 +9,9 @@ Python path for the rest (IPv6, loopback, unknown neighbours, debug logs).
 
 from __future__ import annotations
 
+import os
 import socket
+import threading
 from dataclasses import dataclass
 
 from pktscan.net import _fastpath
@@ -71,6 +73,13 @@ class SynBatch:
             targets,
         )
 
+    def run_length(
+        self, targets: list[Target], start: int, span: tuple[int, int]
+    ) -> int:
+        """Return how many targets from `start` on are IPv4 addresses inside
+        `span`, a (network, mask) pair, at most MAX_BATCH."""
+        return _fastpath.span_run(targets, start, span[0], span[1], MAX_BATCH)
+
     def send(
         self,
         sock: socket.socket,
@@ -111,3 +120,99 @@ class SynBatch:
             span[1],
         )
         return BatchSent(consumed, sent, dropped, error)
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    sock: socket.socket
+    source: bytes
+    tsval: int
+    targets: list[Target]
+    interface: str
+    hop: bytes
+
+
+class SendThread:
+    """Sends batches through the C loop in a thread of its own.
+
+    The C loop writes and sends without the GIL, and the kernel's work on
+    the frames (for a veth peer, the target's TCP as well) takes most of
+    its time, so the calling thread meanwhile walks targets and handles
+    answers. One batch is in flight at a time: `submit` waits for the
+    previous one to be sent, so a SYN leaves at most one batch's sending
+    time after the calling thread recorded it.
+    """
+
+    def __init__(self, batch: SynBatch) -> None:
+        self.batch = batch
+        self.sent = 0
+        self.dropped = 0
+        self.last_error: OSError | None = None
+        self._job: _Job | None = None
+        self._closing = False
+        self._condition = threading.Condition()
+        self._thread = threading.Thread(
+            target=self._run, name="pktscan-send", daemon=True
+        )
+        self._thread.start()
+
+    def submit(
+        self,
+        sock: socket.socket,
+        source: bytes,
+        tsval: int,
+        targets: list[Target],
+        interface: str,
+        hop: bytes,
+    ) -> None:
+        """Queue `targets`, at most MAX_BATCH, all reached through
+        `interface` and `hop`, once the previous batch is out."""
+        job = _Job(sock, source, tsval, targets, interface, hop)
+        with self._condition:
+            while self._job is not None:
+                self._condition.wait()
+            self._job = job
+            self._condition.notify_all()
+
+    def flush(self) -> None:
+        """Wait until the last batch submitted has been sent."""
+        with self._condition:
+            while self._job is not None:
+                self._condition.wait()
+
+    def close(self) -> None:
+        """Send what is queued, then end the thread."""
+        with self._condition:
+            self._closing = True
+            self._condition.notify_all()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                while self._job is None and not self._closing:
+                    self._condition.wait()
+                job = self._job
+            if job is None:
+                return
+            try:
+                self._send(job)
+            finally:
+                with self._condition:
+                    self._job = None
+                    self._condition.notify_all()
+
+    def _send(self, job: _Job) -> None:
+        try:
+            done = self.batch.send(
+                job.sock, job.source, job.tsval, job.targets, 0, job.interface,
+                job.hop, (0, 0),
+            )  # fmt: skip
+        except OSError as error:
+            # The interface went away since the route lookup: the batch's
+            # probes stay unanswered and end up filtered.
+            done = BatchSent(0, 0, len(job.targets), error.errno or 0)
+        self.sent += done.sent
+        if done.dropped:
+            self.dropped += done.dropped
+            self.last_error = OSError(done.error, os.strerror(done.error))

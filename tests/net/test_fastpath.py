@@ -15,7 +15,7 @@ from pktscan.net import _fastpath
 from pktscan.net.cookie import SynCookie
 from pktscan.net.packet import PacketTemplate
 from pktscan.net.receiver import RECORD
-from pktscan.net.synbatch import SynBatch
+from pktscan.net.synbatch import SendThread, SynBatch
 
 KEY = bytes(range(16))
 SOURCE = bytes([198, 18, 0, 1])
@@ -258,3 +258,34 @@ def test_accept_block_rejects_a_block_outside_the_buffer() -> None:
             bytearray(100), 64, 1 << 16, OUR_PORT, KEY, bytes(reset.packet),
             reset.ip_base, reset.tcp_base, -1, 0.0, 0.0,
         )  # fmt: skip
+
+
+def test_send_thread_counts_a_batch_it_cannot_send() -> None:
+    """A batch for an interface that does not exist is counted as dropped,
+    with the error, and neither flush nor close waits forever. No packet
+    leaves: the interface lookup fails before any send."""
+    batch = SynBatch(PacketTemplate(4, "S", with_options=True), SynCookie(KEY), 61001)
+    thread = SendThread(batch)
+    targets = [(bytes([198, 18, 0, 2]), 443), (bytes([198, 18, 0, 2]), 80)]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        thread.submit(sock, SOURCE, 1, targets, "pktscan-none0", THEIR_MAC)
+        thread.submit(sock, SOURCE, 2, targets[:1], "pktscan-none0", THEIR_MAC)
+        thread.flush()
+        thread.close()
+    assert (thread.sent, thread.dropped) == (0, 3)
+    assert isinstance(thread.last_error, OSError)
+
+
+def test_span_run_stops_outside_the_span_and_at_the_limit() -> None:
+    targets = [
+        (bytes([10, 0, 0, 1]), 80),
+        (bytes([10, 0, 255, 9]), 80),
+        (bytes([10, 1, 0, 1]), 80),
+        (bytes([10, 0, 0, 2]), 80),
+    ]
+    network, mask = 0x0A000000, 0xFFFF0000
+    assert _fastpath.span_run(targets, 0, network, mask, 256) == 2
+    assert _fastpath.span_run(targets, 3, network, mask, 256) == 1
+    assert _fastpath.span_run(targets, 0, network, mask, 1) == 1
+    assert _fastpath.span_run(targets, 4, network, mask, 256) == 0
+    assert _fastpath.span_run(targets, 0, 0, 0, 256) == 4
