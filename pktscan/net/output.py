@@ -29,9 +29,15 @@ class ResultWriter:
         self.sink = sink
         self.format = output_format
         self.flushed_at = 0.0
+        self._time: float | None = None
+        self._time_text = ""
+        self._line = self._json_line if output_format is OutputFormat.json else None
 
     def write(self, result: ProbeResult) -> None:
-        self.sink.write(format_result(result, self.format))
+        if self._line is not None:
+            self.sink.write(self._line(result))
+        else:
+            self.sink.write(format_result(result, self.format))
         now = time.monotonic()
         if now - self.flushed_at >= FLUSH_SECONDS:
             self.flush()
@@ -39,6 +45,23 @@ class ResultWriter:
 
     def flush(self) -> None:
         self.sink.flush()
+
+    def _json_line(self, result: ProbeResult) -> str:
+        """Return `result.json_line()`, reusing the text of the last time.
+
+        The answers of one receive block share their time of arrival, and
+        the probes that expire together share theirs, so most lines repeat
+        the time before them; repr of a float costs about 0.3 us."""
+        ip, port, state, ttl, rtt, when = result
+        if when != self._time:
+            self._time = when
+            self._time_text = repr(when)
+        ttl_text = "null" if ttl is None else str(ttl)
+        rtt_text = "null" if rtt is None else repr(rtt)
+        return (
+            f'{{"ip": "{ip}", "port": {port}, "state": "{state}", '
+            f'"ttl": {ttl_text}, "rtt": {rtt_text}, "time": {self._time_text}}}\n'
+        )
 
 
 def format_result(result: ProbeResult, output_format: OutputFormat) -> str:

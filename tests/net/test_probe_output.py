@@ -48,6 +48,34 @@ def test_json_line_is_what_json_dumps_writes(
     assert result.json_line() == json.dumps(result.to_json()) + "\n"
 
 
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["open", "closed", "filtered"]),
+            st.one_of(st.none(), st.integers(0, 255)),
+            st.one_of(st.none(), st.floats(0, 600, allow_nan=False)),
+            st.sampled_from([1_700_000_000.25, 1_700_000_000.5, 0.0, 5.0]),
+        ),
+        max_size=20,
+    )
+)
+def test_writer_lines_are_what_json_dumps_writes(
+    rows: list[tuple[str, int | None, float | None, float]],
+) -> None:
+    """The writer reuses the text of a repeated time; every line must still
+    be exactly json.dumps of its own result."""
+    sink = io.StringIO()
+    writer = ResultWriter(sink, OutputFormat.json)
+    results = [
+        ProbeResult("198.18.0.9", 443, state, ttl, rtt, when)  # type: ignore[arg-type]
+        for state, ttl, rtt, when in rows
+    ]
+    for result in results:
+        writer.write(result)
+    expected = "".join(json.dumps(r.to_json()) + "\n" for r in results)
+    assert sink.getvalue() == expected
+
+
 def test_format_result_json() -> None:
     line = format_result(RESULT, OutputFormat.json)
     assert line.endswith("\n")
