@@ -1,0 +1,42 @@
+"""Which command modules `pktscan` loads for a command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+CHECK = """
+import sys
+from pktscan import cli
+cli.add_commands(sys.argv[1:])
+names = sorted(
+    [group.name for group in cli.app.registered_groups]
+    + [command.name for command in cli.app.registered_commands if command.name]
+)
+heavy = sorted(m for m in ("pktscan.capture.checker", "psycopg") if m in sys.modules)
+print(names, heavy)
+"""
+
+EVERY = "['capture', 'grab', 'inventory', 'lab', 'probe', 'report']"
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["scan", "198.18.0.10", "-p", "443"], "[] []"),
+        (["-v", "hello", "--set", "1"], "[] []"),
+        (["capture", "verify", "x.pcap"], "['capture'] ['pktscan.capture.checker']"),
+        (["probe", "198.18.0.0/30", "-p", "80"], "['probe'] []"),
+        ([], f"{EVERY} ['pktscan.capture.checker']"),
+        (["--help"], f"{EVERY} ['pktscan.capture.checker']"),
+        (["scna"], f"{EVERY} ['pktscan.capture.checker']"),
+    ],
+)
+def test_commands_registered_for_a_command_line(argv: list[str], expected: str) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-c", CHECK, *argv],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert completed.stdout.strip() == expected
