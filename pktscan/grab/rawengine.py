@@ -16,7 +16,7 @@ reply, the RST. The number of entries in the table is bounded by
 The kernel must be kept from resetting the connections when their SYN/ACKs
 arrive (see `pktscan.net.firewall`), and `self_test` checks that it is.
 With a `source_ip` that the kernel does not own, there is nothing to keep
-out: the engine sends from that address, answers ARP for it
+out: the engine sends from that address, replies to ARP requests for it
 (`pktscan.net.arp`), and the kernel drops the answers after the packet
 socket has read them.
 """
@@ -204,7 +204,7 @@ class RawEngine:
         settings: TCP parameters; MSS and SYN timing are set per connection.
         source_ip: the IPv4 address to send from, for targets not reached
             over loopback; None for the address the kernel picks per route.
-            If no interface carries it, the engine answers ARP for it.
+            If no interface carries it, the engine replies to ARP requests for it.
     """
 
     def __init__(
@@ -266,7 +266,8 @@ class RawEngine:
         if self._arp is not None:
             self._loop.add_reader(self._arp.fileno(), self._arp.on_readable)
             logger.info(
-                "answering ARP for %s, which no interface carries", self.source_ip
+                "replying to ARP requests for %s, which no interface carries",
+                self.source_ip,
             )
 
     async def close(self) -> None:

@@ -11,7 +11,7 @@
  *
  * The cookie is SipHash-2-4 (Aumasson and Bernstein, "SipHash: a fast
  * short-input PRF", 2012) of source, destination, source port and
- * destination port, keyed with the scan's 16-byte key; the sequence number
+ * destination port, keyed with the scan's 16-byte key. The sequence number
  * is the hash's low 32 bits.
  */
 #define PY_SSIZE_T_CLEAN

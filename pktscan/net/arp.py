@@ -1,11 +1,11 @@
-"""Answer ARP for a source address that the kernel does not own.
+"""Reply to ARP requests for a source address that the kernel does not own.
 
 With ``--source-ip`` of an address that no interface carries, the raw
-engine's SYNs leave from that address, and the answers come back to it. The
+engine's SYNs leave from that address, and the responses come back to it. The
 kernel drops them (the address is not local, and a host that does not
 forward drops what is not for it), so it sends no RST and needs no nftables
-rule, while the engine reads the answers from its packet socket as usual.
-For the answers to arrive at all, the next hop must learn which link-layer
+rule, while the engine reads the responses from its packet socket as usual.
+For the responses to arrive at all, the next hop must learn which link-layer
 address carries the source address: it asks with ARP (RFC 826), and this
 module replies with the MAC of the interface the request came in on.
 
@@ -75,8 +75,8 @@ def parse_request(frame: bytes) -> ArpRequest | None:
 
 
 def build_reply(request: ArpRequest, our_mac: bytes) -> bytes:
-    """Return the Ethernet frame that tells the requester that `our_mac`
-    carries the requested address."""
+    """Return the Ethernet frame of the ARP reply that maps the requested
+    address to `our_mac`."""
     ethernet = ETHERNET.pack(request.sender_mac, our_mac, ETH_P_ARP)
     arp = ARP.pack(
         1,
@@ -117,7 +117,7 @@ class ArpResponder:
 
     def __init__(self, address: bytes) -> None:
         if len(address) != 4:
-            raise ValueError("ARP answers for IPv4 addresses only")
+            raise ValueError("ARP replies are for IPv4 addresses only")
         self.address = address
         self.replies = 0
         self._macs: dict[str, bytes | None] = {}
@@ -138,7 +138,7 @@ class ArpResponder:
         self.socket.close()
 
     def on_readable(self) -> None:
-        """Answer the requests for our address that are waiting."""
+        """Reply to the waiting requests for our address."""
         for _ in range(READ_BATCH):
             try:
                 frame, where = self.socket.recvfrom(2048)
@@ -164,11 +164,11 @@ class ArpResponder:
         try:
             self.socket.sendto(build_reply(request, mac), (interface, ETH_P_ARP))
         except OSError as error:
-            logger.error("answering ARP on %s failed: %s", interface, error)
+            logger.error("sending an ARP reply on %s failed: %s", interface, error)
             return
         self.replies += 1
         logger.debug(
-            "ARP: %s is at %s, told %s on %s",
+            "ARP reply: %s is at %s, sent to %s on %s",
             socket.inet_ntoa(self.address),
             mac.hex(":"),
             socket.inet_ntoa(request.sender_ip),

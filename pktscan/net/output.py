@@ -49,7 +49,7 @@ class ResultWriter:
     def _json_line(self, result: ProbeResult) -> str:
         """Return `result.json_line()`, reusing the text of the last time.
 
-        The answers of one receive block share their time of arrival, and
+        The responses in one receive block share their time of arrival, and
         the probes that expire together share theirs, so most lines repeat
         the time before them; repr of a float costs about 0.3 us."""
         ip, port, state, ttl, rtt, when = result

@@ -64,8 +64,8 @@ LOGGED_ROUTE_ERRORS = 10
 LOGGED_SEND_ERRORS = 10
 LOOPBACK_INTERFACE = "lo"
 # The sender waits while the receiver process last found its socket empty
-# more than this long ago: the receive ring holds about half a second of
-# answers at 100,000 a second.
+# more than this long ago: the receive ring has room for about half a second
+# of responses at 100,000 a second.
 MAX_RECEIVER_LAG = 0.25
 # ... but never longer than this at a time, so that a receiver that stops
 # reporting cannot stall the scan.
@@ -258,7 +258,7 @@ def _keep_kernel_out(source_port: int) -> KernelResetGuard | None:
     try:
         guard.install()
     except FirewallError as error:
-        logger.info("the kernel will answer SYN/ACKs too: %s", error)
+        logger.info("the kernel will also reset each SYN/ACK: %s", error)
         guard.remove()
         return None
     return guard
@@ -404,7 +404,7 @@ class _Prober:
 
     def _send_run(self, targets: list[Key], start: int, attempt: int) -> int:
         """Send SYNs through the C loop from targets[start] on, while the
-        route stays the same; return how many were sent, 0 when the first
+        route stays the same. Return how many were sent: 0 when the first
         target needs the Python path."""
         assert self.batch is not None and self.sender is not None
         assert self.send_thread is not None
@@ -458,7 +458,7 @@ class _Prober:
 
         A sender faster than the receiver would otherwise grow the window of
         pending probes with the length of the scan, and once the receive
-        ring overflowed, the kernel would drop answers. Waiting bounds both."""
+        ring overflowed, the kernel would drop responses. Waiting bounds both."""
         assert self.child is not None
         child = self.child
         now = time.monotonic()

@@ -21,9 +21,9 @@ writes fixed-size records into a pipe to the parent:
     36      Unix time of reception (float64)
 
 With a receive ring, `pktscan.net._fastpath.accept_block` does this for a
-whole block of IPv4 answers over Ethernet in C, RSTs included, and hands
+whole block of IPv4 responses over Ethernet in C, RSTs included, and hands
 the other packets (IPv6, loopback) back to the Python path. Against the
-benchmark lab's 24,576 answers the child's CPU time fell from about 0.3 s
+benchmark lab's 24,576 responses the child's CPU time fell from about 0.3 s
 to 0.05 s.
 
 A caught-up mark carries, in its monotonic field, a time at which the child

@@ -25,7 +25,7 @@ Target = tuple[bytes, int]
 
 @dataclass(frozen=True, slots=True)
 class BatchSent:
-    """What one call of `SynBatch.send` did.
+    """The outcome of one call of `SynBatch.send`.
 
     Attributes:
         consumed: targets taken from the list, from `start` on.
@@ -138,7 +138,7 @@ class SendThread:
     The C loop writes and sends without the GIL, and the kernel's work on
     the frames (for a veth peer, the target's TCP as well) takes most of
     its time, so the calling thread meanwhile walks targets and handles
-    answers. One batch is in flight at a time: `submit` waits for the
+    responses. One batch is in flight at a time: `submit` waits for the
     previous one to be sent, so a SYN leaves at most one batch's sending
     time after the calling thread recorded it.
     """
