@@ -4,10 +4,12 @@
  *
  * Python keeps everything that happens once per batch: the target walk, the
  * route, the window of pending probes and the pacing. This module does what
- * happens once per SYN, which in Python cost 4.3 us against about 0.1 us
- * here (docs/benchmarks.md). The frames are byte for byte those that
- * pktscan.net.packet.PacketTemplate.fill writes; tests/test_fastpath.py
- * checks that.
+ * happens once per SYN: against the benchmark lab, the cookie, the patch and
+ * the send took 6.3 us per SYN in Python and 2.1 us here, most of it the
+ * kernel's work (docs/benchmarks.md). The frames are byte for byte those
+ * that pktscan.net.packet.PacketTemplate.fill writes, as
+ * tests/net/test_fastpath.py checks. The receiver's side, accept_block,
+ * reads whole blocks of the receive ring.
  *
  * The cookie is SipHash-2-4 (Aumasson and Bernstein, "SipHash: a fast
  * short-input PRF", 2012) of source, destination, source port and
