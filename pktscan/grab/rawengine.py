@@ -755,16 +755,22 @@ async def self_test(engine: RawEngine, timeout: float = 2.0) -> None:
         EngineError: the exchange failed.
     """
     received: list[bytes] = []
+    handlers: list[asyncio.Task[None]] = []
 
     async def answer(
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            handlers.append(task)
         try:
             received.append(await asyncio.wait_for(reader.readline(), timeout))
             writer.write(SELF_TEST_REPLY)
             await writer.drain()
             await asyncio.wait_for(reader.read(), timeout)
-        except (OSError, TimeoutError):
+        except (OSError, TimeoutError, asyncio.CancelledError):
+            # Cancelled when the loop ends first: Python 3.11's stream
+            # server logs a cancelled handler as an unhandled exception.
             pass
         finally:
             writer.close()
@@ -789,6 +795,10 @@ async def self_test(engine: RawEngine, timeout: float = 2.0) -> None:
         ) from error
     finally:
         server.close()
+        # The handler ends on our RST; wait for it, so that it does not
+        # outlive a scan with nothing else to do.
+        if handlers:
+            await asyncio.wait(handlers, timeout=timeout)
     if reply.data != SELF_TEST_REPLY or received != [SELF_TEST_REQUEST]:
         raise EngineError(
             f"raw engine self-test on 127.0.0.1:{port} failed: the connection"

@@ -235,3 +235,20 @@ def test_killed_scan_table_swept_by_the_next(lab: Any, tmp_path: Path) -> None:
     run = _scan(lab, tmp_path, "after-kill", "--engine", "raw")
     assert run.process.returncode == 0, run.process.stderr[-3000:]
     assert _nft_tables(lab) == []
+
+
+def test_scan_with_nothing_to_do_ends_cleanly(lab: Any) -> None:
+    """Every target excluded: the raw engine starts, runs its self-test and
+    stops at once, with no traceback from the self-test's server."""
+    process = subprocess.run(
+        lab.exec_argv([
+            sys.executable, "-m", "pktscan", "scan", "198.18.0.10", "-p", "443",
+            "--exclude", "198.18.0.10/32", "--no-db", "--no-dns", "--quiet",
+            "--engine", "raw",
+        ]),
+        capture_output=True, text=True, timeout=SCAN_TIMEOUT, check=False,
+    )  # fmt: skip
+    assert process.returncode == 0, process.stderr[-3000:]
+    assert "scan: no ports" in process.stderr
+    assert "Traceback" not in process.stderr
+    assert "Exception in callback" not in process.stderr
