@@ -160,6 +160,12 @@ class _Scan:
             state=answer.state,
             name=self.names.get(answer.ip),
         )
+        if answer.state == "unroutable":
+            # The prober logged the kernel's reason; the raw engine's result
+            # carries it in the same field.
+            result.error = "no route"
+            self.emit(result)
+            return
         try:
             if answer.state in ("open", "closed"):
                 result.ptr = await self.ptr(answer.ip)

@@ -22,6 +22,17 @@ import pytest
             "IPv6 sources are not supported",
         ),
         (
+            ["--source-ip", "127.0.0.1"],
+            "error: invalid --source-ip 127.0.0.1: a loopback, multicast,"
+            " broadcast or unspecified address cannot send to other hosts",
+            "hint: give an unused address of the scanner's network",
+        ),
+        (
+            ["--source-ip", "255.255.255.255"],
+            "error: invalid --source-ip 255.255.255.255: a loopback, multicast,",
+            "hint: give an unused address of the scanner's network",
+        ),
+        (
             ["--source-ip", "198.18.0.99", "--engine", "kernel"],
             "error: --source-ip needs the raw engine, and --engine kernel was given",
             "hint: leave out --engine kernel, or --source-ip",

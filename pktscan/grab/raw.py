@@ -32,6 +32,7 @@ from pktscan.grab.rawengine import (
     ExchangeState,
     HttpHead,
     RawEngine,
+    check_foreign_source,
     owns_address,
     parse_source_ip,
     self_test,
@@ -221,6 +222,8 @@ class RawSession:
             parse_source_ip(source_ip)
         )
         if self.foreign_source:
+            assert source_ip is not None
+            check_foreign_source(source_ip)
             guard = False
         if guard is None or guard is True:
             guard = KernelResetGuard(port_range)

@@ -25,10 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
+import json
 import logging
 import random
 import socket
 import struct
+import subprocess
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -677,16 +680,91 @@ def parse_source_ip(text: str) -> bytes:
     """Return the packed form of a --source-ip value.
 
     Raises:
-        InputError: the value is not an IPv4 address.
+        InputError: the value is not an IPv4 address that can send to other
+            hosts.
     """
     try:
-        return socket.inet_pton(socket.AF_INET, text)
+        packed = socket.inet_pton(socket.AF_INET, text)
     except OSError:
         raise InputError(
             f"invalid --source-ip {text!r}: not an IPv4 address",
             hint="give a dotted IPv4 address such as 198.18.0.99; IPv6 sources"
             " are not supported",
         ) from None
+    address = ipaddress.IPv4Address(packed)
+    if (
+        address.is_loopback
+        or address.is_multicast
+        or address.is_unspecified
+        or address == ipaddress.IPv4Address("255.255.255.255")
+    ):
+        raise InputError(
+            f"invalid --source-ip {text}: a loopback, multicast, broadcast or"
+            " unspecified address cannot send to other hosts",
+            hint="give an unused address of the scanner's network",
+        )
+    return packed
+
+
+def check_foreign_source(text: str) -> None:
+    """Check that an address no interface carries can serve as --source-ip.
+
+    The responses reach it only when it lies inside the network of one of
+    this host's interfaces, is neither that network's own address nor its
+    broadcast address, and the host does not forward them elsewhere.
+
+    Raises:
+        InputError: the address cannot work as a source.
+    """
+    address = ipaddress.IPv4Address(text)
+    networks = [
+        network
+        for network in _interface_networks()
+        if address in network and network.prefixlen < 31
+    ]
+    if not networks:
+        raise InputError(
+            f"invalid --source-ip {text}: not inside the network of any"
+            " interface, so no response could reach it",
+            hint="give an unused address of the scanner's network (see 'ip -4 addr')",
+        )
+    for network in networks:
+        if address in (network.network_address, network.broadcast_address):
+            raise InputError(
+                f"invalid --source-ip {text}: it is the network or broadcast"
+                f" address of {network}",
+                hint="give an unused host address of that network",
+            )
+    if Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() != "0":
+        raise InputError(
+            f"--source-ip {text} needs a host that does not forward IP packets,"
+            " or it would route the responses on",
+            hint="set net.ipv4.ip_forward=0 for the scan, or leave out --source-ip",
+        )
+
+
+def _interface_networks() -> list[ipaddress.IPv4Network]:
+    """Return the IPv4 networks of this namespace's interface addresses,
+    as `ip -4 -j addr` lists them."""
+    completed = subprocess.run(
+        ["ip", "-4", "-j", "addr", "show"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    networks = []
+    try:
+        for link in json.loads(completed.stdout or "[]"):
+            for entry in link.get("addr_info", []):
+                networks.append(
+                    ipaddress.IPv4Network(
+                        f"{entry['local']}/{entry['prefixlen']}", strict=False
+                    )
+                )
+    except (ValueError, KeyError, TypeError) as error:
+        logger.warning("reading the interface addresses failed: %s", error)
+    return networks
 
 
 def owns_address(address: bytes) -> bool:

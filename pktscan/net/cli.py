@@ -20,7 +20,7 @@ from pktscan.errors import InputError, LocalError, PktscanError, PrivilegeError
 from pktscan.net.output import OutputFormat, ProgressLine, ResultWriter
 from pktscan.net.prober import ProbeStats
 from pktscan.net.prober import probe as run_probe
-from pktscan.net.resume import ResumeState, read_resume, write_resume
+from pktscan.net.resume import ResumeState, read_resume, resume_text, write_resume
 from pktscan.targets import (
     TargetSpace,
     Walk,
@@ -31,6 +31,8 @@ from pktscan.targets import (
 )
 
 logger = logging.getLogger(__name__)
+# Exit code of a run stopped by Ctrl-C, as shells report SIGINT (128 + 2).
+EXIT_INTERRUPTED = 130
 
 
 def probe(
@@ -142,9 +144,12 @@ def probe(
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
+        again = "quit at once"
+        if resume is not None:
+            again += ", keeping the resume file at the start of this run"
         print(
-            "interrupted: sending stopped, waiting for late responses "
-            "(Ctrl-C again to quit at once)",
+            f"interrupted: sending stopped, waiting for late responses "
+            f"(Ctrl-C again to {again})",
             file=sys.stderr,
         )
 
@@ -161,6 +166,20 @@ def probe(
             except OSError as error:
                 raise InputError(
                     f"cannot open output file '{output}': {error.strerror}",
+                    "check that the directory exists and is writable",
+                ) from error
+
+        resume_handle: TextIO | None = None
+        if resume is not None:
+            # Written now, while root, so that a bad path fails before the
+            # first SYN and a killed run can start again from here. The
+            # handle lets the end of the run rewrite it after --user.
+            write_resume(resume, ResumeState.of(space, start))
+            try:
+                resume_handle = stack.enter_context(resume.open("r+", encoding="utf-8"))
+            except OSError as error:
+                raise InputError(
+                    f"cannot open resume file '{resume}': {error.strerror}",
                     "check that the directory exists and is writable",
                 ) from error
 
@@ -181,17 +200,22 @@ def probe(
                 on_progress=progress_line.print if show_progress else None,
                 on_ready=None if account is None else lambda: _switch_user(account),
             )
+        except KeyboardInterrupt:
+            print("probe: quit at once; results so far are written", file=sys.stderr)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         finally:
             signal.signal(signal.SIGINT, previous)
             writer.flush()
-    if show_progress:
-        print(file=sys.stderr)
-    print(format_stats(stats), file=sys.stderr)
-    warning = format_loss_warning(stats)
-    if warning:
-        print(warning, file=sys.stderr)
-    if resume is not None:
-        _update_resume(resume, space, walk)
+        if show_progress:
+            print(file=sys.stderr)
+        print(format_stats(stats), file=sys.stderr)
+        warning = format_loss_warning(stats)
+        if warning:
+            print(warning, file=sys.stderr)
+        if resume is not None:
+            _update_resume(resume, space, walk, resume_handle)
+    if stop.is_set():
+        raise typer.Exit(EXIT_INTERRUPTED)
 
 
 def _find_user(name: str) -> pwd.struct_passwd:
@@ -241,13 +265,28 @@ def _build_space(
     )
 
 
-def _update_resume(path: Path, space: TargetSpace, walk: Walk) -> None:
+def _update_resume(
+    path: Path, space: TargetSpace, walk: Walk, handle: TextIO | None
+) -> None:
     """Record where an early stop left the walk, or remove the file of a
-    completed scan."""
-    if walk.position >= space.shard_steps:
-        path.unlink(missing_ok=True)
+    completed scan. Without the permission for that (after --user), the
+    file is rewritten through `handle`, which was opened as root."""
+    complete = walk.position >= space.shard_steps
+    state = ResumeState.of(space, min(walk.position, space.shard_steps))
+    try:
+        if complete:
+            path.unlink(missing_ok=True)
+        else:
+            write_resume(path, state)
+    except (InputError, PermissionError):
+        if handle is None:
+            raise
+        handle.seek(0)
+        handle.truncate()
+        handle.write(resume_text(state))
+        handle.flush()
+    if complete:
         return
-    write_resume(path, ResumeState.of(space, walk.position))
     print(
         f"probe: stopped early; rerun with the same arguments and --resume "
         f"{path} to continue",
@@ -259,11 +298,18 @@ def format_loss_warning(stats: ProbeStats) -> str:
     """Return a warning line when packets were lost on our side, else ''."""
     if not stats.kernel_drops and not stats.send_drops:
         return ""
-    return (
+    line = (
         f"warning: {stats.kernel_drops} received packets dropped by the kernel "
         f"and {stats.send_drops} probes not sent; open ports may be missing, "
         "so lower --rate and probe again"
     )
+    if stats.send_drops and stats.sent_routed:
+        line += (
+            f" ({stats.sent_routed} SYNs went to next hops not yet in the "
+            "neighbour table: addresses that do not answer ARP also fill the "
+            "send buffer)"
+        )
+    return line
 
 
 def format_stats(stats: ProbeStats) -> str:

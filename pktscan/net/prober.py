@@ -77,7 +77,7 @@ MAX_CHECK_INTERVAL = MAX_BATCH
 
 Key = tuple[bytes, int]
 
-State = Literal["open", "closed", "filtered"]
+State = Literal["open", "closed", "filtered", "unroutable"]
 
 
 class ProbeResult(NamedTuple):
@@ -89,7 +89,8 @@ class ProbeResult(NamedTuple):
     Attributes:
         ip: the target address.
         port: the target port.
-        state: open (SYN/ACK), closed (RST/ACK) or filtered (no response).
+        state: open (SYN/ACK), closed (RST/ACK), filtered (no response) or
+            unroutable (the kernel has no route that can carry a probe).
         ttl: TTL or hop limit of the response, None when filtered.
         rtt: seconds from the SYN to its response, None when filtered or when
             a retransmitted probe's response cannot be matched to one SYN.
@@ -235,7 +236,11 @@ def probe(
     prober.on_progress = on_progress
     # Without a process that could delete it later, a table must not outlive
     # the privileges that on_ready gives up.
-    guard = _keep_kernel_out(source_port) if on_ready is None else None
+    # A port outside our range may be a service of this host (22, say),
+    # which the table would cut off for the length of the run.
+    low, high = SOURCE_PORT_RANGE
+    ours = low <= source_port <= high
+    guard = _keep_kernel_out(source_port) if on_ready is None and ours else None
     try:
         if on_ready is not None:
             on_ready()
@@ -526,6 +531,12 @@ class _Prober:
             if self.stats.unroutable <= LOGGED_ROUTE_ERRORS:
                 logger.error(
                     "%s no route: %s", endpoint(_text(destination), port), error
+                )
+            if self.on_result is not None:
+                self.on_result(
+                    ProbeResult(
+                        _text(destination), port, "unroutable", None, None, time.time()
+                    )
                 )
             return
 

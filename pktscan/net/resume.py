@@ -89,19 +89,28 @@ def read_resume(path: Path) -> ResumeState | None:
             ports=tuple(int(port) for port in data["ports"]),
             position=int(data["position"]),
         )
-    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as error:
+    except KeyError as error:
+        raise InputError(
+            f"invalid resume file '{path}': the field {error} is missing",
+            "remove it to start the scan again",
+        ) from None
+    except (ValueError, TypeError, IndexError, AttributeError) as error:
         raise InputError(
             f"invalid resume file '{path}': {error}",
             "remove it to start the scan again",
         ) from None
 
 
+def resume_text(state: ResumeState) -> str:
+    """Return the contents of a resume file for `state`."""
+    return json.dumps({"format": RESUME_FORMAT, **asdict(state)}) + "\n"
+
+
 def write_resume(path: Path, state: ResumeState) -> None:
     """Write the resume file atomically, through a temporary file."""
-    data = {"format": RESUME_FORMAT, **asdict(state)}
     temporary = path.with_name(path.name + ".tmp")
     try:
-        temporary.write_text(json.dumps(data) + "\n", encoding="utf-8")
+        temporary.write_text(resume_text(state), encoding="utf-8")
         os.replace(temporary, path)
     except OSError as error:
         raise InputError(

@@ -63,6 +63,12 @@ class Sender:
             self.link.close()
             self.raw4.close()
             raise
+        # A routed SYN to a neighbour that does not answer ARP waits in the
+        # kernel for about 3 s, holding socket buffer space; when the buffer
+        # is full, a blocking send would stall the whole scan that long, so
+        # the raw sockets drop instead (EAGAIN) and the probe is retried.
+        self.raw4.setblocking(False)
+        self.raw6.setblocking(False)
         self.dropped = 0
         self.last_error: OSError | None = None
 
@@ -96,6 +102,10 @@ class Sender:
             try:
                 sock.sendto(packet, address)
                 return True
+            except BlockingIOError as error:
+                self.dropped += 1
+                self.last_error = error
+                return False
             except OSError as error:
                 if error.errno != errno.ENOBUFS:
                     # A raw socket can report the ICMP error of an earlier

@@ -252,3 +252,37 @@ def test_scan_with_nothing_to_do_ends_cleanly(lab: Any) -> None:
     assert "scan: no ports" in process.stderr
     assert "Traceback" not in process.stderr
     assert "Exception in callback" not in process.stderr
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            "10.9.9.9",
+            "invalid --source-ip 10.9.9.9: not inside the network of any interface",
+        ),
+        (
+            "198.18.0.255",
+            "invalid --source-ip 198.18.0.255: it is the network or broadcast"
+            " address of 198.18.0.0/24",
+        ),
+        (
+            "198.18.0.0",
+            "invalid --source-ip 198.18.0.0: it is the network or broadcast"
+            " address of 198.18.0.0/24",
+        ),
+    ],
+)
+def test_source_ip_that_cannot_work(lab: Any, source: str, message: str) -> None:
+    """Addresses that no response could reach fail before the first SYN."""
+    process = subprocess.run(
+        lab.exec_argv([
+            sys.executable, "-m", "pktscan", "scan", "198.18.0.10", "-p", "443",
+            "--no-db", "--no-dns", "--quiet", "--source-ip", source,
+        ]),
+        capture_output=True, text=True, timeout=SCAN_TIMEOUT, check=False,
+    )  # fmt: skip
+    assert process.returncode == 2, process.stderr[-3000:]
+    assert f"error: {message}" in process.stderr
+    assert "hint: " in process.stderr
+    assert "Traceback" not in process.stderr

@@ -91,3 +91,16 @@ def test_probe_module_error_lines() -> None:
     )
     assert lines[1].startswith("hint: use an address (198.18.0.1, 2001:db8::1)")
     assert completed.stdout == ""
+
+
+def test_resume_file_checked_before_the_first_syn(tmp_path: Path) -> None:
+    """A resume file in a missing folder fails at once, not after the scan:
+    the run ends before any socket is opened."""
+    resume = tmp_path / "missing" / "scan.resume"
+    result = CliRunner().invoke(
+        app, ["198.18.0.1", "-p", "443", "--seed", "1", "--resume", str(resume)]
+    )
+    assert isinstance(result.exception, InputError)
+    assert result.exception.message == (
+        f"cannot write resume file '{resume}': No such file or directory"
+    )

@@ -348,23 +348,26 @@ def test_probe_loopback_states(namespace_pair: NamespacePair) -> None:
     assert output["stats"]["resets_sent"] >= 1
 
 
-def test_probe_skips_unroutable(namespace_pair: NamespacePair) -> None:
+def test_probe_reports_unroutable(namespace_pair: NamespacePair) -> None:
     """Targets without a route (no default route exists) and broadcast
-    addresses are counted as unroutable, and no result is reported."""
+    addresses get no SYN, and each gets an unroutable result."""
     pair = namespace_pair
     broadcast = f"198.18.{pair.subnet}.255"
     targets = [("198.19.0.1", OPEN_PORT), (broadcast, OPEN_PORT)]
 
     output = run_driver(pair, targets)
 
-    assert output["results"] == []
+    assert sorted((r["ip"], r["state"]) for r in output["results"]) == [
+        (broadcast, "unroutable"),
+        ("198.19.0.1", "unroutable"),
+    ]
     assert output["stats"]["unroutable"] == 2
     assert output["stats"]["sent"] == 0
 
 
 def test_probe_command_interrupt(namespace_pair: NamespacePair) -> None:
     """SIGINT stops sending, and every probe already sent still gets its
-    line before the command exits 0."""
+    line before the command exits 130."""
     pair = namespace_pair
     process = subprocess.Popen(
         ["ip", "netns", "exec", pair.scanner, sys.executable, "-m",
@@ -389,7 +392,7 @@ def test_probe_command_interrupt(namespace_pair: NamespacePair) -> None:
     rest, errors = rest_bytes.decode(), error_bytes.decode()
 
     lines = [json.loads(line) for line in (first.decode() + rest).splitlines()]
-    assert process.returncode == 0, errors
+    assert process.returncode == 130, errors
     assert "interrupted: sending stopped" in errors
     sent = int(errors.splitlines()[-1].split()[1])
     assert 1 <= sent < 1001
