@@ -498,8 +498,9 @@ def _print_statistics(summary: ScanSummary) -> None:
         line += f"; {stats.sent} SYN sent, {stats.kernel_drops} kernel drops"
     engine_stats = summary.engine_stats
     if engine_stats is not None:
+        noun = "connection" if engine_stats.connections == 1 else "connections"
         line += (
-            f"; {engine_stats.connections} connections,"
+            f"; {engine_stats.connections} {noun},"
             f" at most {engine_stats.peak_connections} at once,"
             f" {engine_stats.kernel_drops} kernel drops"
         )

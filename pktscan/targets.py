@@ -455,7 +455,9 @@ def parse_shard(text: str) -> tuple[int, int]:
     if not slash or not index_text.isdigit() or not count_text.isdigit():
         raise InputError(f"invalid shard '{text}': expected I/N", hint)
     index, count = int(index_text), int(count_text)
-    if count < 1 or index >= count:
+    if count < 1:
+        raise InputError(f"invalid shard '{text}': the count must be 1 or more", hint)
+    if index >= count:
         raise InputError(
             f"invalid shard '{text}': index {index} is not below the count {count}",
             hint,

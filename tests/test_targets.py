@@ -316,7 +316,7 @@ def test_parse_shard_valid(text: str, expected: tuple[int, int]) -> None:
         ("a/b", "invalid shard 'a/b': expected I/N"),
         ("-1/4", "invalid shard '-1/4': expected I/N"),
         ("4/4", "invalid shard '4/4': index 4 is not below the count 4"),
-        ("0/0", "invalid shard '0/0': index 0 is not below the count 0"),
+        ("0/0", "invalid shard '0/0': the count must be 1 or more"),
     ],
 )
 def test_parse_shard_invalid(text: str, message: str) -> None:

@@ -422,7 +422,8 @@ def summary_lines(result: TlsResult) -> list[str]:
     """Return the result of a grab: which set brought which chain, or none."""
     if result.set_number is None:
         count = len(result.attempts)
-        return [f"result: no certificate after {count} attempts"]
+        noun = "attempt" if count == 1 else "attempts"
+        return [f"result: no certificate after {count} {noun}"]
     lines = [
         f"result: certificate from set {result.set_number}, "
         f"{result.version}, {result.cipher}"

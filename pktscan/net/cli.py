@@ -116,7 +116,8 @@ def probe(
         typer.Option(
             "--format",
             help="json: one JSON object a line; list: 'STATE tcp PORT IP TIME' "
-            "lines, as masscan -oL writes them.",
+            "lines in the layout of masscan -oL's result lines, without its "
+            "header and end lines, and with closed and filtered ports too.",
         ),
     ] = OutputFormat.json,
 ) -> None:

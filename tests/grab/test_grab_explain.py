@@ -242,7 +242,7 @@ def test_explain_grab_summary_and_ipv6() -> None:
     assert text.startswith("grab [2001:db8::1]:443, SNI none, timeout 5 s per attempt")
     assert "-> [2001:db8::1]:443: SYN, SYN/ACK, ACK" in text
     assert "outcome: alert (protocol_version)" in text
-    assert text.endswith("result: no certificate after 1 attempts\n")
+    assert text.endswith("result: no certificate after 1 attempt\n")
 
 
 def test_transcript_json_keeps_bytes() -> None:
@@ -510,4 +510,4 @@ def test_grab_no_certificate_exit_code(lab: Lab) -> None:
     completed = run_grab(lab, f"{server['address']}:443", "--set", "2")
     assert completed.returncode == 1, completed.stderr
     assert "set 2: reset" in completed.stdout
-    assert "result: no certificate after 1 attempts" in completed.stdout
+    assert "result: no certificate after 1 attempt" in completed.stdout
