@@ -28,7 +28,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
-#define MAX_BATCH 256
+#define MAX_BATCH 512
 #define MAX_FRAME 96
 #define SEND_RETRIES 50
 #define SEND_RETRY_NANOSECONDS 1000000L
@@ -614,7 +614,7 @@ static PyMethodDef methods[] = {
     {"send_syn4", py_send_syn4, METH_VARARGS,
      "send_syn4(template..., targets, start, fd, ifindex, hop, network, mask)\n"
      "-> (consumed, sent, dropped, errno): send SYNs to targets[start:] while\n"
-     "their address is inside network/mask, at most 256 per call."},
+     "their address is inside network/mask, at most MAX_BATCH (512) per call."},
     {NULL, NULL, 0, NULL},
 };
 
