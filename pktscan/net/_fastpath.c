@@ -199,7 +199,14 @@ static int target_at(PyObject *targets, Py_ssize_t index, const uint8_t **addres
         PyErr_SetString(PyExc_ValueError, "target address must be 4 packed bytes");
         return -1;
     }
-    long value = PyLong_AsLong(PyTuple_GET_ITEM(item, 1));
+    /* Only an exact int: a subclass or an object with __index__ could run
+     * Python code here, which could change the list under the loop. */
+    PyObject *number = PyTuple_GET_ITEM(item, 1);
+    if (!PyLong_CheckExact(number)) {
+        PyErr_SetString(PyExc_TypeError, "target port must be an int");
+        return -1;
+    }
+    long value = PyLong_AsLong(number);
     if (value == -1 && PyErr_Occurred()) return -1;
     if (value < 0 || value > 65535) {
         PyErr_Format(PyExc_ValueError, "target port %ld out of range", value);
@@ -512,9 +519,14 @@ static PyObject *py_accept_block(PyObject *self, PyObject *args) {
             invalid++;
             goto advance;
         }
-        int syn_ack = (flags & (TCP_SYN_FLAG | TCP_ACK_FLAG)) == (TCP_SYN_FLAG | TCP_ACK_FLAG);
+        /* With RST set, the segment resets whatever else it carries, as
+         * Linux's TCP treats it: the port is closed, and needs no RST. */
+        int syn_ack = (flags & (TCP_SYN_FLAG | TCP_ACK_FLAG | TCP_RST_FLAG)) ==
+                      (TCP_SYN_FLAG | TCP_ACK_FLAG);
         if (!syn_ack && !(flags & TCP_RST_FLAG)) goto advance;
-        if (syn_ack) {
+        /* No RST to a multicast or broadcast source: a hostile target
+         * could make us send frames to the whole link. */
+        if (syn_ack && !(hop[0] & 1)) {
             fill_reset(reset.buf, reset.len, ip_base, tcp_base, frames[pending], ip + 16,
                        ip + 12, our_port, their_port, acknowledgment);
             struct sockaddr_ll *link = &links[pending];
@@ -553,8 +565,14 @@ static PyObject *py_accept_block(PyObject *self, PyObject *args) {
         memcpy(record + 6, &(uint16_t){(uint16_t)their_port}, 2);
         memcpy(record + 8, ip + 12, 4);
         memcpy(record + 24, &echo, 4);
-        memcpy(record + 28, &monotonic, 8);
-        memcpy(record + 36, &wall, 8);
+        /* The kernel's time of arrival (CLOCK_REALTIME), carried over to
+         * the monotonic clock through the pair of times read at the call;
+         * a block with no time (tests build such) keeps the call's. */
+        double arrived = (double)get32le(header + 4) + get32le(header + 8) * 1e-9;
+        double packet_wall = arrived > 0 ? arrived : wall;
+        double packet_monotonic = monotonic - (wall - packet_wall);
+        memcpy(record + 28, &packet_monotonic, 8);
+        memcpy(record + 36, &packet_wall, 8);
         written++;
     advance:
         if (next == 0) break;

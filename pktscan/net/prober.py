@@ -40,7 +40,7 @@ from typing import Any, Literal, NamedTuple
 
 from pktscan.net.cookie import SynCookie
 from pktscan.net.firewall import FirewallError, KernelResetGuard
-from pktscan.net.packet import TCP_SYN, PacketTemplate
+from pktscan.net.packet import TCP_RST, TCP_SYN, PacketTemplate
 from pktscan.net.rate import TokenBucket
 from pktscan.net.receiver import ReceiverProcess, Response
 from pktscan.net.route import NeighbourTable, NoRouteError, RouteTable
@@ -667,7 +667,7 @@ class _Prober:
                 continue
             stats.received += 1
             seen_add(key)
-            if response[2] & TCP_SYN:
+            if response[2] & (TCP_SYN | TCP_RST) == TCP_SYN:
                 state: State = "open"
                 stats.open += 1
             else:
@@ -702,7 +702,9 @@ class _Prober:
             return
 
         self.seen.add(key)
-        state: State = "open" if response.flags & TCP_SYN else "closed"
+        # A SYN with RST is a reset, as Linux's TCP treats it.
+        opened = response.flags & (TCP_SYN | TCP_RST) == TCP_SYN
+        state: State = "open" if opened else "closed"
         if entry[1] == 1:
             rtt: float | None = response.monotonic - entry[2]
         else:

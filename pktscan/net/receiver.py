@@ -367,8 +367,11 @@ class _Child:
             self.invalid += 1
             return None
         syn_ack = TCP_SYN | TCP_ACK
-        if response.flags & syn_ack == syn_ack:
-            self._send_reset(response, interface, hop)
+        # With RST set the segment is a reset, whatever else it carries, as
+        # Linux's TCP treats it; a multicast source gets no RST of ours.
+        if response.flags & (syn_ack | TCP_RST) == syn_ack:
+            if not (hop and hop[0] & 1):
+                self._send_reset(response, interface, hop)
         elif not response.flags & TCP_RST:
             return None
         echo = response.timestamp_echo

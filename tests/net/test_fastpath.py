@@ -188,9 +188,14 @@ def _packet(
 
 
 def _block(
-    packets: list[tuple[bytes, int, int, int]], size: int = 1 << 16
+    packets: list[tuple[bytes, int, int, int]],
+    size: int = 1 << 16,
+    *,
+    arrived: tuple[int, int] = (0, 0),
+    source_mac: bytes = THEIR_MAC,
 ) -> bytearray:
-    """(datagram, ifindex, hatype, packet type) each, in one block."""
+    """(datagram, ifindex, hatype, packet type) each, in one block, all
+    with the kernel's arrival time `arrived` (seconds, nanoseconds)."""
     block = bytearray(size)
     struct.pack_into("=III", block, 8, 1, len(packets), 48)
     position = 48
@@ -199,12 +204,12 @@ def _block(
         step = (length + 15) & ~15
         next_offset = 0 if index == len(packets) - 1 else step
         struct.pack_into(
-            "=IIIIIIHH", block, position, next_offset, 0, 0, len(datagram),
+            "=IIIIIIHH", block, position, next_offset, *arrived, len(datagram),
             len(datagram), 0, 0, NET_OFFSET,
         )  # fmt: skip
         struct.pack_into(
             "=HHiHBB8s", block, position + PACKET_HEADER, 17, 0x0800, ifindex,
-            hatype, kind, 6, THEIR_MAC,
+            hatype, kind, 6, source_mac,
         )  # fmt: skip
         block[position + NET_OFFSET : position + NET_OFFSET + len(datagram)] = datagram
         position += step
@@ -311,3 +316,66 @@ def test_accept_block_survives_any_datagram(
     assert invalid <= len(datagrams)
     for datagram, _, _ in others:
         assert datagram in datagrams
+
+
+def _accept(block: bytearray) -> tuple[list[tuple[object, ...]], int, int, int]:
+    """Run accept_block with RSTs sent to a Unix socket pair; return the
+    decoded records, invalid, resets and the send error."""
+    reset = PacketTemplate(4, "R", with_options=False)
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with left, right:
+        records, _, invalid, resets, error = _fastpath.accept_block(
+            block, 0, len(block), OUR_PORT, KEY, bytes(reset.packet),
+            reset.ip_base, reset.tcp_base, left.fileno(), 100.0, 1_700_000_000.0,
+        )  # fmt: skip
+    decoded = [RECORD.unpack_from(records, o) for o in range(0, len(records), 44)]
+    return decoded, invalid, resets, error
+
+
+def test_accept_block_takes_the_kernels_arrival_time() -> None:
+    """The record carries when the packet arrived, not when the block was
+    read: 0.25 s before the read here, on both clocks."""
+    sequence = SynCookie(KEY).sequence(SOURCE, TARGET, OUR_PORT, 443)
+    block = _block(
+        [(_packet("RA", sequence + 1), 3, 1, 0)], arrived=(1_699_999_999, 750_000_000)
+    )
+    (record,), _, _, _ = _accept(block)
+    assert record[9] == pytest.approx(1_699_999_999.75)
+    assert record[8] == pytest.approx(99.75)
+
+
+def test_accept_block_reads_syn_rst_as_a_reset() -> None:
+    """SYN, RST and ACK together: a reset, as Linux's TCP reads it, so the
+    record keeps the flags and no RST of ours is attempted."""
+    sequence = SynCookie(KEY).sequence(SOURCE, TARGET, OUR_PORT, 443)
+    (record,), invalid, resets, error = _accept(
+        _block([(_packet("SRA", sequence + 1), 3, 1, 0)])
+    )
+    assert record[2] == 0x16
+    assert (invalid, resets, error) == (0, 0, 0)
+
+
+def test_accept_block_sends_no_rst_to_a_broadcast_source() -> None:
+    sequence = SynCookie(KEY).sequence(SOURCE, TARGET, OUR_PORT, 443)
+    block = _block([(_packet("SA", sequence + 1), 3, 1, 0)], source_mac=b"\xff" * 6)
+    (record,), invalid, resets, error = _accept(block)
+    assert record[2] == 0x12
+    assert (invalid, resets, error) == (0, 0, 0)
+
+
+def test_a_port_that_runs_python_code_is_refused() -> None:
+    """A port object with __index__ could change the list during the call;
+    the C loop takes exact ints only."""
+    targets: list[tuple[bytes, object]] = []
+
+    class Shrinking:
+        def __index__(self) -> int:
+            targets.clear()
+            return 80
+
+    targets[:] = [(bytes([10, 0, 0, 1]), Shrinking())] + [
+        (bytes([10, 0, 0, 1]), 80)
+    ] * 8
+    batch = SynBatch(PacketTemplate(4, "S", with_options=True), SynCookie(KEY), 61001)
+    with pytest.raises(TypeError, match="target port must be an int"):
+        batch.fill(SOURCE, 1, targets)  # type: ignore[arg-type]
