@@ -70,6 +70,9 @@ MAX_RECEIVER_LAG = 0.25
 # ... but never longer than this at a time, so that a receiver that stops
 # reporting cannot stall the scan.
 MAX_RECEIVER_PAUSE = 1.0
+# After this long without a caught-up mark, probes are settled without the
+# receiver: it has stopped, not fallen behind.
+MAX_RECEIVER_STALL = 5.0
 # At most this many probes go out between two checks of the responses,
 # expiries and the stop flag, in one call of the C send loop; at 512 probes,
 # about 2 ms at 256,000 SYN/s.
@@ -295,6 +298,7 @@ class _Prober:
         self.pending: OrderedDict[Key, _Pending] = OrderedDict()
         self.debug = False
         self.log_results = False
+        self.stall_reported = False
         self.seen = RecentKeys(SEEN_BITS, SEEN_GENERATION)
         self.start = time.monotonic()
 
@@ -421,7 +425,9 @@ class _Prober:
         if route.local:
             return 0
         hop = self.neighbours.lookup(route.interface, route.next_hop)
-        if hop is None:
+        # The C loop writes Ethernet addresses only; other links (InfiniBand
+        # has 20-byte ones) take the Python path.
+        if hop is None or len(hop) != 6:
             return 0
         span = self.routes.span(destination)
         count = self.batch.run_length(targets, start, span)
@@ -452,7 +458,20 @@ class _Prober:
         whose wait ended before the receiver last caught up."""
         assert self.child is not None
         self._drain(0.0)
-        self._expire(min(now, self.child.caught_up), resend=True)
+        mark = self.child.caught_up
+        # Before its first mark, the receiver is measured from the start.
+        if now - max(mark, self.start) > MAX_RECEIVER_STALL:
+            # A receiver stopped (SIGSTOP, a debugger) would otherwise hold
+            # every verdict, and the run, for as long as it stays stopped.
+            if not self.stall_reported:
+                logger.warning(
+                    "the receiver process has not caught up for %.1f s; "
+                    "settling probes without it",
+                    now - max(mark, self.start),
+                )
+                self.stall_reported = True
+            mark = now
+        self._expire(min(now, mark), resend=True)
         self._report_progress(now)
 
     def _keep_pace_with_receiver(

@@ -432,5 +432,11 @@ class NeighbourTable:
             lladdr = row.get("lladdr")
             if lladdr is None or not states & _USABLE_NEIGHBOUR_STATES:
                 continue
-            packed = ipaddress.ip_address(row["dst"]).packed
-            self._entries[(row["dev"], packed)] = bytes.fromhex(lladdr.replace(":", ""))
+            try:
+                packed = ipaddress.ip_address(row["dst"]).packed
+                hop = bytes.fromhex(lladdr.replace(":", ""))
+            except (ValueError, KeyError, AttributeError):
+                # Tunnels list the remote end's IP address as lladdr (GRE,
+                # "192.0.2.2"): such a next hop goes through the kernel.
+                continue
+            self._entries[(row["dev"], packed)] = hop

@@ -9,6 +9,8 @@ Python path for the rest (IPv6, loopback, unknown neighbours, debug logs).
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import socket
 import threading
@@ -17,6 +19,8 @@ from dataclasses import dataclass
 from pktscan.net import _fastpath
 from pktscan.net.cookie import SynCookie
 from pktscan.net.packet import PacketTemplate
+
+logger = logging.getLogger(__name__)
 
 MAX_BATCH = _fastpath.MAX_BATCH
 
@@ -197,6 +201,14 @@ class SendThread:
                 return
             try:
                 self._send(job)
+            except Exception as error:
+                # Not raised to anyone: count the batch as dropped and keep
+                # serving, so that flush and close still return.
+                logger.error(
+                    "sending a batch of %d SYNs failed: %r", len(job.targets), error
+                )
+                self.dropped += len(job.targets)
+                self.last_error = OSError(errno.EIO, repr(error))
             finally:
                 with self._condition:
                     self._job = None

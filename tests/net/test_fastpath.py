@@ -379,3 +379,17 @@ def test_a_port_that_runs_python_code_is_refused() -> None:
     batch = SynBatch(PacketTemplate(4, "S", with_options=True), SynCookie(KEY), 61001)
     with pytest.raises(TypeError, match="target port must be an int"):
         batch.fill(SOURCE, 1, targets)  # type: ignore[arg-type]
+
+
+def test_send_thread_survives_a_batch_that_raises() -> None:
+    """A hop that is not a 6-byte address makes the C loop raise ValueError:
+    the batch counts as dropped and later batches are still served."""
+    batch = SynBatch(PacketTemplate(4, "S", with_options=True), SynCookie(KEY), 61001)
+    thread = SendThread(batch)
+    targets = [(bytes([198, 18, 0, 2]), 443)]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        thread.submit(sock, SOURCE, 1, targets, "lo", bytes(4))
+        thread.submit(sock, SOURCE, 2, targets, "pktscan-none0", THEIR_MAC)
+        thread.flush()
+        thread.close()
+    assert (thread.sent, thread.dropped) == (0, 2)

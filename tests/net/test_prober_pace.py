@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 
 import pytest
 
 from pktscan.net import prober as prober_module
-from pktscan.net.prober import MAX_RECEIVER_LAG, ProbeStats, _Prober
+from pktscan.net.prober import (
+    MAX_RECEIVER_LAG,
+    ProbeResult,
+    ProbeStats,
+    RecentKeys,
+    _Prober,
+)
 
 
 class Receiver:
@@ -75,3 +82,25 @@ def test_stop_ends_the_wait() -> None:
     stop.set()
     prober._keep_pace_with_receiver(stop, None)
     assert receiver.reads == 0
+
+
+def test_verdicts_go_on_without_a_stopped_receiver() -> None:
+    """A receiver with no caught-up mark for longer than MAX_RECEIVER_STALL
+    no longer holds the verdicts: an expired probe is reported filtered."""
+    receiver = Receiver(lag=prober_module.MAX_RECEIVER_STALL + 1, reads_behind=10**9)
+    prober = make_prober(receiver)
+    results: list[ProbeResult] = []
+    prober.on_result = results.append
+    prober.start = time.monotonic() - 60
+    prober.pending = OrderedDict()
+    prober.pending[(bytes([198, 18, 0, 2]), 443)] = (time.monotonic() - 1, 1, 0.0)
+    prober.retries = 0
+    prober.seen = RecentKeys(1 << 10, 64)
+    prober.log_results = False
+    prober.stall_reported = False
+    prober.on_progress = None
+    prober._check(time.monotonic())
+    assert [(r.ip, r.port, r.state) for r in results] == [
+        ("198.18.0.2", 443, "filtered")
+    ]
+    assert prober.stall_reported
