@@ -30,7 +30,12 @@ from pktscan.errors import LocalError
 from pktscan.grab.http import grab_http
 from pktscan.grab.kernel import grab_tls
 from pktscan.grab.raw import RawPortResult, RawSession, grab_http_raw, grab_tls_raw
-from pktscan.grab.rawengine import DEFAULT_MAX_CONNECTIONS, EngineStats, RawEngine
+from pktscan.grab.rawengine import (
+    DEFAULT_MAX_CONNECTIONS,
+    EngineStats,
+    RawEngine,
+    SourceError,
+)
 from pktscan.net.prober import ProbeResult, ProbeStats, probe
 from pktscan.net.route import NoRouteError
 from pktscan.resolve import lookup_names, lookup_ptr, make_resolver
@@ -241,6 +246,14 @@ class _Scan:
                 logger.warning("more unroutable ports follow; not logged one by one")
             result.state = "unroutable"
             result.error = f"no route: {error}"
+            self.emit(result)
+            return
+        except SourceError as error:
+            # A limit of --source-ip, not a bug: one line, no traceback.
+            logger.error("%s:%d: %s", ip, port, error.message)
+            result.error = error.message
+            result.state = "error"
+            self.summary.failures += 1
             self.emit(result)
             return
         except Exception as exc:

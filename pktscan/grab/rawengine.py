@@ -92,6 +92,10 @@ class ReplyConsumer(Protocol):
     def certificate_complete(self) -> bool: ...
 
 
+class SourceError(LocalError):
+    """The engine cannot send to this target from --source-ip."""
+
+
 class EngineError(LocalError):
     """The raw engine cannot run here."""
 
@@ -414,8 +418,14 @@ class RawEngine:
             raise ValueError(f"invalid target address {ip!r}") from None
         ip = socket.inet_ntop(family, destination)
         if self._source is not None and family == socket.AF_INET6:
-            raise ValueError(
-                f"--source-ip {self.source_ip} is IPv4, and {ip} is an IPv6 target"
+            raise SourceError(
+                f"cannot send to IPv6 target {ip} from --source-ip {self.source_ip}",
+                hint="scan IPv6 targets in a run without --source-ip",
+            )
+        if destination == self._source:
+            raise SourceError(
+                f"cannot send to {ip} from itself (--source-ip {self.source_ip})",
+                hint="give a --source-ip that no target uses",
             )
         route = self._routes.lookup(destination)
         version = 6 if family == socket.AF_INET6 else 4
