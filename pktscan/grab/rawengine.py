@@ -39,7 +39,7 @@ from typing import Literal, Protocol
 
 from pktscan.capture.bpf import attach_filter, compile_filter
 from pktscan.errors import InputError, LocalError, PrivilegeError
-from pktscan.net.arp import ArpResponder
+from pktscan.net.arp import ArpResponder, find_owner
 from pktscan.net.route import NeighbourTable, NoRouteError, RouteTable
 from pktscan.net.sockets import PRIVILEGE_HINT, Sender
 from pktscan.net.tcpwire import ReceivedSegment, build_datagram, parse_datagram
@@ -265,7 +265,8 @@ class RawEngine:
             self._sender = Sender()
             self._routes = RouteTable()
             if self._source is not None and not owns_address(self._source):
-                self._arp = ArpResponder(self._source)
+                interfaces = source_interfaces(self._source)
+                self._arp = ArpResponder(self._source, interfaces or None)
         except BaseException:
             self._close_sockets()
             raise
@@ -727,11 +728,12 @@ def check_foreign_source(text: str) -> None:
         InputError: the address cannot work as a source.
     """
     address = ipaddress.IPv4Address(text)
-    networks = [
-        network
-        for network in _interface_networks()
+    found = [
+        (interface, network)
+        for interface, network in _interface_networks()
         if address in network and network.prefixlen < 31
     ]
+    networks = [network for _, network in found]
     if not networks:
         raise InputError(
             f"invalid --source-ip {text}: not inside the network of any"
@@ -751,11 +753,24 @@ def check_foreign_source(text: str) -> None:
             " or it would route the responses on",
             hint="set net.ipv4.ip_forward=0 for the scan, or leave out --source-ip",
         )
+    owner = find_owner(address.packed, sorted({name for name, _ in found}))
+    if owner is not None:
+        raise InputError(
+            f"--source-ip {text} is in use: {owner[1].hex(':')} answered an ARP"
+            f" probe for it on {owner[0]}",
+            hint="give an address of the scanner's network that no host uses",
+        )
 
 
-def _interface_networks() -> list[ipaddress.IPv4Network]:
-    """Return the IPv4 networks of this namespace's interface addresses,
-    as `ip -4 -j addr` lists them."""
+def source_interfaces(address: bytes) -> list[str]:
+    """Return the interfaces whose network contains `address`."""
+    value = ipaddress.IPv4Address(address)
+    return sorted({name for name, network in _interface_networks() if value in network})
+
+
+def _interface_networks() -> list[tuple[str, ipaddress.IPv4Network]]:
+    """Return (interface, network) of this namespace's IPv4 addresses, as
+    `ip -4 -j addr` lists them."""
     completed = subprocess.run(
         ["ip", "-4", "-j", "addr", "show"],
         capture_output=True,
@@ -767,11 +782,10 @@ def _interface_networks() -> list[ipaddress.IPv4Network]:
     try:
         for link in json.loads(completed.stdout or "[]"):
             for entry in link.get("addr_info", []):
-                networks.append(
-                    ipaddress.IPv4Network(
-                        f"{entry['local']}/{entry['prefixlen']}", strict=False
-                    )
+                network = ipaddress.IPv4Network(
+                    f"{entry['local']}/{entry['prefixlen']}", strict=False
                 )
+                networks.append((str(link["ifname"]), network))
     except (ValueError, KeyError, TypeError) as error:
         logger.warning("reading the interface addresses failed: %s", error)
     return networks

@@ -21,8 +21,10 @@ ARP packet on Ethernet, after the 14-byte Ethernet header::
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import struct
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +42,10 @@ ARP = struct.Struct("!HHBBH6s4s6s4s")
 ARP_FRAME_LEN = ETHERNET.size + ARP.size
 # Requests read per wake-up; the rest wait for the next one.
 READ_BATCH = 64
+# How long `find_owner` waits for an answer to its probe, and how many
+# frames it reads at most while it waits.
+PROBE_SECONDS = 0.5
+MAX_PROBE_FRAMES = 10_000
 PRIVILEGE_HINT = "run as root or grant CAP_NET_RAW"
 
 
@@ -52,26 +58,80 @@ class ArpRequest:
     target_ip: bytes
 
 
-def parse_request(frame: bytes) -> ArpRequest | None:
-    """Return the Ethernet ARP request in `frame`, or None for anything
-    else: a reply, another protocol, a short or malformed frame."""
+def _parse(frame: bytes) -> tuple[int, ArpRequest] | None:
+    """Return the opcode and addresses of an Ethernet ARP packet for IPv4,
+    or None for anything else."""
     if len(frame) < ARP_FRAME_LEN:
         return None
     _, _, ethertype = ETHERNET.unpack_from(frame)
     if ethertype != ETH_P_ARP:
         return None
-    hardware, protocol, hw_size, proto_size, opcode, sha, spa, _, tpa = ARP.unpack_from(
-        frame, ETHERNET.size
-    )
-    if (hardware, protocol, hw_size, proto_size, opcode) != (
-        1,
-        ETH_P_IP,
-        6,
-        4,
-        ARP_REQUEST,
-    ):
+    fields = ARP.unpack_from(frame, ETHERNET.size)
+    hardware, protocol, hw_size, proto_size, opcode, sha, spa, _, tpa = fields
+    if (hardware, protocol, hw_size, proto_size) != (1, ETH_P_IP, 6, 4):
         return None
-    return ArpRequest(sha, spa, tpa)
+    return opcode, ArpRequest(sha, spa, tpa)
+
+
+def parse_request(frame: bytes) -> ArpRequest | None:
+    """Return the Ethernet ARP request in `frame`, or None for anything
+    else: a reply, another protocol, a short or malformed frame."""
+    parsed = _parse(frame)
+    if parsed is None or parsed[0] != ARP_REQUEST:
+        return None
+    return parsed[1]
+
+
+def build_probe(address: bytes, our_mac: bytes) -> bytes:
+    """Return an ARP probe for `address` (RFC 5227 section 2.1.1): a
+    broadcast request with sender IP 0.0.0.0, which changes no cache."""
+    ethernet = ETHERNET.pack(b"\xff" * 6, our_mac, ETH_P_ARP)
+    arp = ARP.pack(1, ETH_P_IP, 6, 4, ARP_REQUEST, our_mac, bytes(4), bytes(6), address)
+    return ethernet + arp
+
+
+def find_owner(
+    address: bytes, interfaces: list[str], timeout: float = PROBE_SECONDS
+) -> tuple[str, bytes] | None:
+    """Ask with one ARP probe per interface whether a host uses `address`.
+
+    Returns (interface, MAC) of the first host that answers for it, or None
+    when no answer comes within `timeout` seconds. RFC 5227 sends three
+    probes over one to two seconds; one probe and a short wait keep the
+    start of a scan quick and still find a host that is up.
+
+    Raises:
+        PrivilegeError: the packet socket needs root or CAP_NET_RAW.
+    """
+    try:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
+    except PermissionError as error:
+        raise PrivilegeError(
+            f"cannot open the ARP socket: {error.strerror}", PRIVILEGE_HINT
+        ) from error
+    with sock:
+        sock.setblocking(False)
+        for interface in interfaces:
+            mac = interface_mac(interface)
+            if mac is not None:
+                sock.sendto(build_probe(address, mac), (interface, ETH_P_ARP))
+        deadline = time.monotonic() + timeout
+        for _ in range(MAX_PROBE_FRAMES):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([sock], [], [], remaining)[0]:
+                return None
+            try:
+                frame, where = sock.recvfrom(2048)
+            except BlockingIOError:
+                continue
+            parsed = _parse(frame)
+            if where[2] == PACKET_OUTGOING or parsed is None:
+                continue
+            # A reply for the address, or another host's own probe or
+            # announcement of it, means that the address is taken.
+            if parsed[1].sender_ip == address:
+                return where[0], parsed[1].sender_mac
+    return None
 
 
 def build_reply(request: ArpRequest, our_mac: bytes) -> bytes:
@@ -106,7 +166,8 @@ def interface_mac(interface: str) -> bytes | None:
 
 
 class ArpResponder:
-    """Replies to ARP requests for one IPv4 address, on every interface.
+    """Replies to ARP requests for one IPv4 address, on the given
+    interfaces (all of them when None).
 
     Call `on_readable` when the socket (`fileno`) is readable; the raw
     engine registers it with its event loop.
@@ -115,10 +176,13 @@ class ArpResponder:
         PrivilegeError: the packet socket needs root or CAP_NET_RAW.
     """
 
-    def __init__(self, address: bytes) -> None:
+    def __init__(self, address: bytes, interfaces: list[str] | None = None) -> None:
         if len(address) != 4:
             raise ValueError("ARP replies are for IPv4 addresses only")
         self.address = address
+        # Only where the address belongs: on another link, a reply would
+        # draw that link's traffic for the address to this host.
+        self.interfaces = None if interfaces is None else set(interfaces)
         self.replies = 0
         self._macs: dict[str, bytes | None] = {}
         try:
@@ -149,6 +213,8 @@ class ArpResponder:
                 return
             interface, packet_type = where[0], where[2]
             if packet_type == PACKET_OUTGOING:
+                continue
+            if self.interfaces is not None and interface not in self.interfaces:
                 continue
             request = parse_request(frame)
             if request is None or request.target_ip != self.address:

@@ -271,6 +271,8 @@ def test_scan_with_nothing_to_do_ends_cleanly(lab: Any) -> None:
             "invalid --source-ip 198.18.0.0: it is the network or broadcast"
             " address of 198.18.0.0/24",
         ),
+        # A lab server's address: the server answers the ARP probe.
+        ("198.18.0.11", "--source-ip 198.18.0.11 is in use: "),
     ],
 )
 def test_source_ip_that_cannot_work(lab: Any, source: str, message: str) -> None:
