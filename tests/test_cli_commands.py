@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -40,3 +41,16 @@ def test_commands_registered_for_a_command_line(argv: list[str], expected: str) 
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     assert completed.stdout.strip() == expected
+
+
+def test_lab_exec_without_the_lab_exits_2(tmp_path: Path) -> None:
+    """A lab that is not up is a usage error, told apart from the exit
+    status 1 of the command that would have run."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "pktscan", "lab", "exec", "--name", "pktscan-absent",
+         "--state-dir", str(tmp_path), "--", "true"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 2
+    assert "error: lab 'pktscan-absent' is not up" in completed.stderr
+    assert "hint: pktscan lab up --name pktscan-absent" in completed.stderr

@@ -34,11 +34,11 @@ StateDirOption = Annotated[
 ]
 
 
-def _fail(error: LocalError) -> NoReturn:
+def _fail(error: LocalError, code: int = 1) -> NoReturn:
     typer.echo(f"error: {error.message}", err=True)
     if error.hint:
         typer.echo(f"hint: {error.hint}", err=True)
-    raise typer.Exit(1)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -128,7 +128,8 @@ def exec_command(
     try:
         argv = Lab.load(name, state_dir).exec_argv(command)
     except LocalError as error:
-        _fail(error)
+        # 2, not 1, so that it differs from the usual failure of a command.
+        _fail(error, 2)
     # Replace this process with `ip netns exec`, which in turn execs the
     # command: signals sent to this PID (SIGTERM, SIGINT) then reach the
     # command itself, and its exit status is this process's exit status.
