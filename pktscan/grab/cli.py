@@ -86,6 +86,8 @@ def _plain_lines(ip: str, port: int, result: TlsResult) -> list[str]:
     lines = []
     for attempt in result.attempts:
         details = [v for v in (attempt.version, attempt.cipher, attempt.alert) if v]
+        if attempt.outcome == "connect_failed" and attempt.detail:
+            details.append(attempt.detail)
         text = f"set {attempt.set_number}: {attempt.outcome}"
         if details:
             text += f" ({', '.join(details)})"

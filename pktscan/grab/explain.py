@@ -44,6 +44,10 @@ HEX_BYTES_PER_LINE: Final = 16
 STEP_INDENT: Final = "  "
 DETAIL_INDENT: Final = " " * 14
 
+HINT_CONNECT_FAILED: Final = (
+    "no TCP connection: a timeout means that nothing answered the SYN (a"
+    " firewall that drops it, or no host), a refusal that the port is closed"
+)
 HINT_SSLV2_REJECTED: Final = (
     "this server rejects SSLv2-compatible hellos; set 2 sends the same versions "
     "in a TLS record"
@@ -82,6 +86,8 @@ def hint_for(attempt: AttemptTranscript) -> str | None:
     handshake_failure alerts. A hint is a likely reason, read from the
     outcome alone.
     """
+    if attempt.connect_error is not None:
+        return HINT_CONNECT_FAILED
     outcome = attempt.outcome
     if outcome is None or outcome.chain:
         return None

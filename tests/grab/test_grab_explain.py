@@ -30,6 +30,7 @@ from pktscan.errors import InputError
 from pktscan.grab.cli import grab, parse_host_port
 from pktscan.grab.explain import (
     HINT_ABOVE_SSL3_REJECTED,
+    HINT_CONNECT_FAILED,
     HINT_FALLBACK,
     HINT_SSLV2_REJECTED,
     explain_attempt,
@@ -278,7 +279,7 @@ def test_connect_failure_explained() -> None:
     lines = explain_attempt(attempt, "127.0.0.1", 9)
     assert "TCP connect to 127.0.0.1:9 failed: Connection refused" in lines[1]
     assert lines[-1] == "  outcome: connect_failed"
-    assert hint_for(attempt) is None
+    assert hint_for(attempt) == HINT_CONNECT_FAILED
 
 
 def test_explain_marks_records_after_done() -> None:
