@@ -369,6 +369,7 @@ def explain_attempt(attempt: AttemptTranscript, ip: str, port: int) -> list[str]
     step(attempt.connected, [_describe_connect(attempt, ip, port)])
     if attempt.connect_error is not None:
         lines.append(f"{STEP_INDENT}outcome: connect_failed")
+        lines.append(f"{STEP_INDENT}hint: {HINT_CONNECT_FAILED}")
         return lines
 
     hello_format = protocol_set.hello_format

@@ -278,7 +278,10 @@ def test_connect_failure_explained() -> None:
     )
     lines = explain_attempt(attempt, "127.0.0.1", 9)
     assert "TCP connect to 127.0.0.1:9 failed: Connection refused" in lines[1]
-    assert lines[-1] == "  outcome: connect_failed"
+    assert lines[-2:] == [
+        "  outcome: connect_failed",
+        f"  hint: {HINT_CONNECT_FAILED}",
+    ]
     assert hint_for(attempt) == HINT_CONNECT_FAILED
 
 
