@@ -141,6 +141,8 @@ def test_source_address_the_kernel_does_not_own(
     assert result["sha256_100k"] == hashlib.sha256(pattern(100_000)).hexdigest()
     assert result["arp_replies"] >= 1
     assert result["guarded"] is False
+    # Only the link whose network contains the address gets ARP replies.
+    assert result["arp_interfaces"] == [pair.scanner_link]
     assert result["tables_during"] == []
 
     ours = socket.inet_aton(source)

@@ -92,6 +92,8 @@ async def foreign_source(ip: str, port: int, source: str) -> dict[str, Any]:
     session = RawSession(max_connections=4, source_ip=source)
     async with session as engine:
         tables_during = list_tables()
+        responder = engine._arp
+        arp_interfaces = sorted(responder.interfaces or ()) if responder else None
         reply = Collect(100_000)
         exchange = await engine.exchange(
             ip, port, REQUEST, reply, timeout=10.0, syn_wait=1.0
@@ -104,6 +106,7 @@ async def foreign_source(ip: str, port: int, source: str) -> dict[str, Any]:
         "arp_replies": engine.stats.arp_replies,
         "resets_sent": engine.stats.resets_sent,
         "guarded": session.guard is not None,
+        "arp_interfaces": arp_interfaces,
         "tables_during": tables_during,
     }
 
