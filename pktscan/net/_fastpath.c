@@ -488,8 +488,10 @@ static PyObject *py_accept_block(PyObject *self, PyObject *args) {
         size_t length = snaplen;
         if (length < 20 || ip[0] >> 4 != 4 || hatype != ARPHRD_ETHER_TYPE || halen != 6) {
             /* IPv6, loopback and other links: receiver.py's own path. */
-            PyObject *item = Py_BuildValue("(y#iy#)", ip, (Py_ssize_t)length, ifindex,
-                                           hop, (Py_ssize_t)(halen <= 8 ? halen : 8));
+            double arrived = (double)get32le(header + 4) + get32le(header + 8) * 1e-9;
+            PyObject *item = Py_BuildValue("(y#iy#d)", ip, (Py_ssize_t)length, ifindex,
+                                           hop, (Py_ssize_t)(halen <= 8 ? halen : 8),
+                                           arrived);
             if (item == NULL || PyList_Append(others, item) < 0) {
                 Py_XDECREF(item);
                 goto done;

@@ -113,8 +113,13 @@ def find_owner(
         sock.setblocking(False)
         for interface in interfaces:
             mac = interface_mac(interface)
-            if mac is not None:
+            if mac is None:
+                continue
+            try:
                 sock.sendto(build_probe(address, mac), (interface, ETH_P_ARP))
+            except OSError as error:
+                # A link that is down cannot carry the probe, nor responses.
+                logger.debug("ARP probe on %s not sent: %s", interface, error)
         deadline = time.monotonic() + timeout
         for _ in range(MAX_PROBE_FRAMES):
             remaining = deadline - time.monotonic()

@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass
 from itertools import islice
 from typing import Any, Literal, NamedTuple
 
+from pktscan.errors import LocalError
 from pktscan.net.cookie import SynCookie
 from pktscan.net.firewall import FirewallError, KernelResetGuard
 from pktscan.net.packet import TCP_RST, TCP_SYN, PacketTemplate
@@ -486,7 +487,9 @@ class _Prober:
         assert self.child is not None
         child = self.child
         now = time.monotonic()
-        if now - child.caught_up <= MAX_RECEIVER_LAG:
+        if now - child.caught_up <= MAX_RECEIVER_LAG or self.stall_reported:
+            # After a stall, verdicts no longer wait for the receiver, and
+            # neither does sending.
             return
         self.stats.receiver_waits += 1
         until = now + MAX_RECEIVER_PAUSE
@@ -537,8 +540,10 @@ class _Prober:
         if self.stats.unroutable > LOGGED_ROUTE_ERRORS:
             logger.error("%d targets had no route", self.stats.unroutable)
         if self.child.error is not None:
-            logger.error("receiving responses failed: %s", self.child.error)
-            raise self.child.error
+            raise ReceiverError(
+                f"receiving responses failed: {self.child.error.strerror}",
+                "results after the failure are missing; run the probe again",
+            )
 
     def _send_probe(self, destination: bytes, port: int, attempt: int) -> None:
         assert self.sender is not None
@@ -581,7 +586,9 @@ class _Prober:
         hop = None
         if not route.local:
             hop = self.neighbours.lookup(route.interface, route.next_hop)
-        if hop is not None:
+        # sockaddr_ll has room for 8 bytes: longer addresses (InfiniBand)
+        # go through the kernel's routing.
+        if hop is not None and len(hop) <= 8:
             sent = self.sender.send_link(packet, route.interface, version, hop)
         else:
             sent = self.sender.send_routed(packet, version, _text(destination))
@@ -699,7 +706,7 @@ class _Prober:
                         response[1],
                         state,
                         response[3],
-                        response[5] - entry[2],
+                        max(0.0, response[5] - entry[2]),
                         response[6],
                     )
                 )
@@ -745,7 +752,7 @@ class _Prober:
         received = response.monotonic
         _, attempts, sent_at = entry
         if attempts == 1:
-            return received - sent_at
+            return max(0.0, received - sent_at)
         if response.timestamp_echo is None:
             return None
         # The echoed TSval shows which SYN was answered, at millisecond
@@ -772,6 +779,10 @@ class _Prober:
             )
         if self.on_result is not None:
             self.on_result(result)
+
+
+class ReceiverError(LocalError):
+    """The receiver process failed, so responses after it were lost."""
 
 
 class RecentKeys:

@@ -145,6 +145,10 @@ class ReceiverProcess:
                 os.close(records_read)
                 os.close(control_write)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
+                # The parent's handlers (the nftables table's cleanup among
+                # them) must not run in the child.
+                for number in (signal.SIGTERM, signal.SIGHUP):
+                    signal.signal(number, signal.SIG_DFL)
                 _Child(self, records_write, control_read).run()
                 status = 0
             finally:
@@ -306,6 +310,10 @@ class _Child:
                 )
                 more = False
                 break
+            # Read together, so that the C reader can carry the kernel's
+            # arrival times over to the monotonic clock.
+            wall = time.time()
+            now = time.monotonic()
             found, others, invalid, resets, error = _fastpath.accept_block(
                 ring.memory,
                 base,
@@ -316,8 +324,8 @@ class _Child:
                 reset.ip_base,
                 reset.tcp_base,
                 self.sender.link.fileno(),
-                before,
-                time.time(),
+                now,
+                wall,
             )
             ring.release()
             records.append(found)
@@ -326,8 +334,9 @@ class _Child:
             if error:
                 self.sender.dropped += 1
                 self.sender.last_error = OSError(error, os.strerror(error))
-            for datagram, index, hop in others:
-                record = self._accept(datagram, ring.name(index), hop)
+            for datagram, index, hop, arrived in others:
+                times = (now - (wall - arrived), arrived) if arrived else None
+                record = self._accept(datagram, ring.name(index), hop, times)
                 if record is not None:
                     records.append(record)
         self._write(records)
@@ -359,7 +368,17 @@ class _Child:
         self._write(records)
         return more
 
-    def _accept(self, datagram: bytes, interface: str, hop: bytes) -> bytes | None:
+    def _accept(
+        self,
+        datagram: bytes,
+        interface: str,
+        hop: bytes,
+        times: tuple[float, float] | None = None,
+    ) -> bytes | None:
+        """Check one packet and return its record, or None.
+
+        `times` is (monotonic, Unix) time of arrival when the kernel gave
+        it; without it the packet counts as arriving now."""
         response = parse_tcp_response(datagram)
         if response is None or response.destination_port != self.source_port:
             return None
@@ -384,8 +403,7 @@ class _Child:
             response.source_port,
             response.source,
             echo or 0,
-            time.monotonic(),
-            time.time(),
+            *(times or (time.monotonic(), time.time())),
         )
 
     def _send_reset(self, response: TcpResponse, interface: str, hop: bytes) -> None:

@@ -250,7 +250,7 @@ def test_accept_block_reads_valid_answers_and_counts_the_rest() -> None:
     assert invalid == 2
     assert resets == 0
     assert error != 0
-    assert [(len(datagram), index) for datagram, index, _ in others] == [
+    assert [(len(datagram), index) for datagram, index, _, _ in others] == [
         (len(ipv6), 3),
         (len(_packet("SA", sequence + 1)), 1),
     ]
@@ -314,7 +314,7 @@ def test_accept_block_survives_any_datagram(
     assert records == b""
     assert resets == 0
     assert invalid <= len(datagrams)
-    for datagram, _, _ in others:
+    for datagram, _, _, _ in others:
         assert datagram in datagrams
 
 

@@ -43,6 +43,7 @@ def make_prober(receiver: Receiver) -> _Prober:
     prober.child = receiver  # type: ignore[assignment]
     prober.stats = ProbeStats()
     prober.on_result = None
+    prober.stall_reported = False
     return prober
 
 
@@ -104,3 +105,12 @@ def test_verdicts_go_on_without_a_stopped_receiver() -> None:
         ("198.18.0.2", 443, "filtered")
     ]
     assert prober.stall_reported
+
+
+def test_no_wait_once_a_stall_was_reported() -> None:
+    """After the stall warning, sending no longer waits for the receiver."""
+    receiver = Receiver(lag=MAX_RECEIVER_LAG + 1, reads_behind=10**9)
+    prober = make_prober(receiver)
+    prober.stall_reported = True
+    prober._keep_pace_with_receiver(threading.Event(), None)
+    assert receiver.reads == 0

@@ -502,7 +502,7 @@ def test_probe_command_without_cap_net_raw(namespace_pair: NamespacePair) -> Non
 RECEIVER_KILLING_DRIVER = """
 import json, os, signal, sys
 import pktscan.net.prober as prober_module
-from pktscan.net.prober import probe
+from pktscan.net.prober import ReceiverError, probe
 original = prober_module._Prober._check
 def check(self, now):
     # Kill the receiver process once, after the first SYNs went out.
@@ -515,8 +515,8 @@ prober_module._Prober.killed = False
 targets = [(sys.argv[1], port) for port in range(20000, 20200)]
 try:
     probe(targets, rate=100, wait=0.5)
-except OSError as error:
-    print(json.dumps({"error": str(error)}))
+except ReceiverError as error:
+    print(json.dumps({"error": error.message, "hint": error.hint}))
 """
 
 
@@ -528,4 +528,7 @@ def test_probe_raises_when_receiver_dies(namespace_pair: NamespacePair) -> None:
     )
     assert completed.returncode == 0, completed.stderr
     output = json.loads(completed.stdout)
-    assert output == {"error": "[Errno 5] the receiver process ended early"}
+    assert output == {
+        "error": "receiving responses failed: the receiver process ended early",
+        "hint": "results after the failure are missing; run the probe again",
+    }
