@@ -1,11 +1,15 @@
 """The SYN prober: send SYNs at a paced rate, classify the responses.
 
-The calling thread sends, and a child process receives:
+The calling thread decides what to send, a send thread sends it, and a
+child process receives:
 
 - The calling thread paces SYNs with a token bucket, retransmits probes left
   unanswered after `wait` seconds, and reports each outcome through
   `on_result`. It keeps a window of probes still waiting for a response, which
   contains about rate x wait x (retries + 1) entries, never the whole space.
+- The send thread (`pktscan.net.synbatch.SendThread`) runs the C send loop
+  on batches of IPv4 targets; other targets are sent from the calling
+  thread in Python.
 - The receiver process (`pktscan.net.receiver`) reads TCP segments to our
   source port, keeps those whose acknowledgment number matches the SYN
   cookie, answers each valid SYN/ACK with a crafted RST at once, and passes
@@ -17,12 +21,15 @@ decides whether it is the first response, a duplicate or a late one.
 A probe is reported filtered only once the receiver has found its socket
 empty at a time after the probe's deadline. A receiver that falls behind
 under load therefore delays the verdict instead of turning an open port
-whose SYN/ACK is still queued into a filtered one.
+whose SYN/ACK is still queued into a filtered one, and sending pauses until
+it catches up; a receiver that stops reporting for MAX_RECEIVER_STALL no
+longer holds either.
 
-Per probe, the send loop does only what differs between probes: one step of
-the target walk (packed addresses, no text), a cached route, the cookie, the
-template patch and one sendto. Queued responses, expiries, the stop flag and
-progress are checked every few probes (`_check_interval`).
+Per batch, the calling thread takes targets from the walk (packed
+addresses, no text), looks up the route once per run of targets that share
+it, and records the batch in the window; the C loop computes the cookies,
+patches the template and sends. Queued responses, expiries, the stop flag
+and progress are checked once per batch (`_check_interval`).
 """
 
 from __future__ import annotations
