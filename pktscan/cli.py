@@ -329,6 +329,11 @@ def hello(
             f"invalid --sni {sni!r}: {exc}",
             hint="give --sni a DNS name such as www.example.test, not an address",
         ) from None
+    if output_format == "raw" and sys.stdout.isatty():
+        raise InputError(
+            "--format raw writes binary bytes, and the output is a terminal",
+            hint="redirect it to a file (> hello.bin) or a pipe, or use --format hex",
+        )
     rendered = render_hello(data, output_format)  # type: ignore[arg-type]
     if isinstance(rendered, bytes):
         sys.stdout.buffer.write(rendered)

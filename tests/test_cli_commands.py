@@ -54,3 +54,25 @@ def test_lab_exec_without_the_lab_exits_2(tmp_path: Path) -> None:
     assert completed.returncode == 2
     assert "error: lab 'pktscan-absent' is not up" in completed.stderr
     assert "hint: pktscan lab up --name pktscan-absent" in completed.stderr
+
+
+def test_hello_raw_refuses_a_terminal() -> None:
+    """Binary bytes are not written to a terminal; `script` gives the
+    command one."""
+    completed = subprocess.run(
+        ["script", "-qec", f"{sys.executable} -m pktscan hello --format raw",
+         "/dev/null"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 2
+    assert "error: --format raw writes binary bytes" in completed.stdout
+
+
+def test_hello_raw_to_a_pipe() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "pktscan", "hello", "--set", "2", "--format", "raw"],
+        capture_output=True, timeout=60, check=True,
+    )  # fmt: skip
+    # Set 2 is an SSL 3.0/TLS record: handshake content type, then a version.
+    assert completed.stdout[:1] == b"\x16"
+    assert completed.stdout[1:2] == b"\x03"
