@@ -44,7 +44,7 @@ def test_commands_registered_for_a_command_line(argv: list[str], expected: str) 
 
 
 def test_lab_exec_without_the_lab_exits_2(tmp_path: Path) -> None:
-    """A lab that is not up is a usage error, told apart from the exit
+    """A lab that is not up is a usage error, distinct from the exit
     status 1 of the command that would have run."""
     completed = subprocess.run(
         [sys.executable, "-m", "pktscan", "lab", "exec", "--name", "pktscan-absent",

@@ -215,8 +215,8 @@ class RawSession:
             max_connections=max_connections,
             source_ip=source_ip,
         )
-        # From an address the kernel does not own, the kernel never sees a
-        # connection of ours, so there is no table to add and nothing for the
+        # From an address the kernel does not own, the kernel never receives
+        # a segment of ours, so there is no table to add and nothing for the
         # self-test to check.
         self.foreign_source = source_ip is not None and not owns_address(
             parse_source_ip(source_ip)

@@ -756,8 +756,8 @@ def check_foreign_source(text: str) -> None:
     owner = find_owner(address.packed, sorted({name for name, _ in found}))
     if owner is not None:
         raise InputError(
-            f"--source-ip {text} is in use: {owner[1].hex(':')} answered an ARP"
-            f" probe for it on {owner[0]}",
+            f"--source-ip {text} is in use: {owner[1].hex(':')} replied to an"
+            f" ARP probe for it on {owner[0]}",
             hint="give an address of the scanner's network that no host uses",
         )
 

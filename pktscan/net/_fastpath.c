@@ -289,11 +289,9 @@ static PyObject *py_send_syn4(PyObject *self, PyObject *args) {
     Py_buffer template, source, key, hop;
     PyObject *targets;
     int fd, ifindex;
-    Py_ssize_t start;
-    unsigned int network, mask;
-    if (!PyArg_ParseTuple(args, TEMPLATE_FORMAT "O!niiy*II",
+    if (!PyArg_ParseTuple(args, TEMPLATE_FORMAT "O!iiy*",
                           TEMPLATE_ARGS(t, template, source, key), &PyList_Type,
-                          &targets, &start, &fd, &ifindex, &hop, &network, &mask))
+                          &targets, &fd, &ifindex, &hop))
         return NULL;
     PyObject *result = NULL;
     if (parse_template(&t, &template, &source, &key) < 0) goto done;
@@ -302,10 +300,6 @@ static PyObject *py_send_syn4(PyObject *self, PyObject *args) {
         goto done;
     }
     Py_ssize_t total = PyList_GET_SIZE(targets);
-    if (start < 0 || start > total) {
-        PyErr_Format(PyExc_IndexError, "start %zd outside the %zd targets", start, total);
-        goto done;
-    }
 
     struct sockaddr_ll link;
     memset(&link, 0, sizeof link);
@@ -317,17 +311,14 @@ static PyObject *py_send_syn4(PyObject *self, PyObject *args) {
 
     uint8_t addresses[MAX_BATCH][4];
     unsigned ports[MAX_BATCH];
-    Py_ssize_t index = start;
     int count = 0;
-    while (index < total && count < MAX_BATCH) {
+    while (count < total && count < MAX_BATCH) {
         const uint8_t *address;
         unsigned port;
-        if (target_at(targets, index, &address, &port) < 0) goto done;
-        if ((be32(address) & mask) != network) break;
+        if (target_at(targets, count, &address, &port) < 0) goto done;
         memcpy(addresses[count], address, 4);
         ports[count] = port;
         count++;
-        index++;
     }
     /* The frames are written and sent without the GIL, so that a thread
      * that calls this overlaps the kernel's work with Python elsewhere. */
@@ -348,7 +339,7 @@ static PyObject *py_send_syn4(PyObject *self, PyObject *args) {
     }
     if (count > 0) sent = send_frames(fd, messages, count, &dropped, &error);
     Py_END_ALLOW_THREADS
-    result = Py_BuildValue("niii", index - start, sent, dropped, error);
+    result = Py_BuildValue("iii", sent, dropped, error);
 done:
     PyBuffer_Release(&template);
     PyBuffer_Release(&source);
@@ -568,8 +559,8 @@ static PyObject *py_accept_block(PyObject *self, PyObject *args) {
         memcpy(record + 8, ip + 12, 4);
         memcpy(record + 24, &echo, 4);
         /* The kernel's time of arrival (CLOCK_REALTIME), carried over to
-         * the monotonic clock through the pair of times read at the call;
-         * a block with no time (tests build such) keeps the call's. */
+         * the monotonic clock through the pair of times read at the call.
+         * A block without times (tests build such) keeps the call's. */
         double arrived = (double)get32le(header + 4) + get32le(header + 8) * 1e-9;
         double packet_wall = arrived > 0 ? arrived : wall;
         double packet_monotonic = monotonic - (wall - packet_wall);
@@ -632,9 +623,8 @@ static PyMethodDef methods[] = {
     {"fill_syn4", py_fill_syn4, METH_VARARGS,
      "fill_syn4(template..., targets) -> bytes: the SYN frames, concatenated."},
     {"send_syn4", py_send_syn4, METH_VARARGS,
-     "send_syn4(template..., targets, start, fd, ifindex, hop, network, mask)\n"
-     "-> (consumed, sent, dropped, errno): send SYNs to targets[start:] while\n"
-     "their address is inside network/mask, at most MAX_BATCH (512) per call."},
+     "send_syn4(template..., targets, fd, ifindex, hop) -> (sent, dropped,\n"
+     "errno): send SYNs to the first MAX_BATCH (512) targets."},
     {NULL, NULL, 0, NULL},
 };
 

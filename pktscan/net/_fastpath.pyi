@@ -35,14 +35,11 @@ def send_syn4(
     key: Buffer,
     tsval: int,
     targets: list[tuple[bytes, int]],
-    start: int,
     fd: int,
     ifindex: int,
     hop: Buffer,
-    network: int,
-    mask: int,
     /,
-) -> tuple[int, int, int, int]: ...
+) -> tuple[int, int, int]: ...
 def accept_block(
     ring: Buffer,
     base: int,

@@ -1,10 +1,10 @@
 """Reply to ARP requests for a source address that the kernel does not own.
 
 With ``--source-ip`` of an address that no interface carries, the raw
-engine's SYNs leave from that address, and the responses come back to it. The
-kernel drops them (the address is not local, and a host that does not
-forward drops what is not for it), so it sends no RST and needs no nftables
-rule, while the engine reads the responses from its packet socket as usual.
+engine's SYNs leave from that address, and the responses come back to it.
+The kernel drops them, because the address is not local and a host that
+does not forward drops what is not for it. So it sends no RST and needs no
+nftables rule, while the engine reads the responses from its packet socket.
 For the responses to arrive at all, the next hop must learn which link-layer
 address carries the source address: it asks with ARP (RFC 826), and this
 module replies with the MAC of the interface the request came in on.
@@ -42,7 +42,7 @@ ARP = struct.Struct("!HHBBH6s4s6s4s")
 ARP_FRAME_LEN = ETHERNET.size + ARP.size
 # Requests read per wake-up; the rest wait for the next one.
 READ_BATCH = 64
-# How long `find_owner` waits for an answer to its probe, and how many
+# How long `find_owner` waits for a reply to its probe, and how many
 # frames it reads at most while it waits.
 PROBE_SECONDS = 0.5
 MAX_PROBE_FRAMES = 10_000
@@ -95,9 +95,9 @@ def find_owner(
 ) -> tuple[str, bytes] | None:
     """Ask with one ARP probe per interface whether a host uses `address`.
 
-    Returns (interface, MAC) of the first host that answers for it, or None
-    when no answer comes within `timeout` seconds. RFC 5227 sends three
-    probes over one to two seconds; one probe and a short wait keep the
+    Returns (interface, MAC) of the first host that replies for it, or None
+    when no reply comes within `timeout` seconds. RFC 5227 sends three
+    probes over one to two seconds. One probe and a short wait keep the
     start of a scan quick and still find a host that is up.
 
     Raises:

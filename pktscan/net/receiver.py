@@ -304,10 +304,7 @@ class _Child:
             before = time.monotonic()
             base = ring.ready_block()
             if base is None:
-                mark = before - self.receiver.delay
-                records.append(
-                    RECORD.pack(KIND_CAUGHT_UP, 0, 0, 0, 0, 0, b"", 0, mark, 0)
-                )
+                records.append(self._caught_up(before))
                 more = False
                 break
             # Read together, so that the C reader can carry the kernel's
@@ -354,12 +351,7 @@ class _Child:
             before = time.monotonic()
             got = self.receiver.receive_nowait()
             if got is None:
-                # After the responses read so far, so that the parent has
-                # seen every response older than the mark when it reads it.
-                mark = before - self.receiver.delay
-                records.append(
-                    RECORD.pack(KIND_CAUGHT_UP, 0, 0, 0, 0, 0, b"", 0, mark, 0)
-                )
+                records.append(self._caught_up(before))
                 more = False
                 break
             record = self._accept(*got)
@@ -367,6 +359,14 @@ class _Child:
                 records.append(record)
         self._write(records)
         return more
+
+    def _caught_up(self, before: float) -> bytes:
+        """Return the caught-up mark for a read that found nothing new.
+
+        It goes after the responses read so far, so that the parent has
+        seen every response older than the mark when it reads it."""
+        mark = before - self.receiver.delay
+        return RECORD.pack(KIND_CAUGHT_UP, 0, 0, 0, 0, 0, b"", 0, mark, 0)
 
     def _accept(
         self,

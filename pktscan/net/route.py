@@ -150,10 +150,10 @@ class RouteTable:
         route `lookup` returned for `destination`: its learned prefix, or
         the address alone. Call it after `lookup`."""
         value = int.from_bytes(destination, "big")
-        length = self._prefixes.length(destination)
-        if length is None:
+        found = self._prefixes.match(destination)
+        if found is None:
             return value, 0xFFFFFFFF
-        mask = (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
+        mask = (0xFFFFFFFF << (32 - found[0])) & 0xFFFFFFFF
         return value & mask, mask
 
     def _learn_prefix(self, destination: bytes, route: Route) -> None:
@@ -286,31 +286,24 @@ class _PrefixCache:
         self._blocks[width].setdefault(length, {})[prefix] = route
         self._lengths[width] = sorted(self._blocks[width], reverse=True)
 
-    def length(self, destination: bytes) -> int | None:
-        """Return the length of the longest cached prefix holding
-        `destination`, or None."""
+    def match(self, destination: bytes) -> tuple[int, Route] | None:
+        """Return (prefix length, route) of the longest cached prefix that
+        contains `destination`, or None."""
         width = len(destination) * 8
         value = int.from_bytes(destination, "big")
         blocks = self._blocks[width]
         for length in self._lengths[width]:
-            if value >> (width - length) in blocks[length]:
-                return length
+            route = blocks[length].get(value >> (width - length))
+            if route is not None:
+                return length, route
         return None
 
     def lookup(self, destination: bytes) -> Route | None:
-        width = len(destination) * 8
-        lengths = self._lengths[width]
-        if not lengths:
+        found = self.match(destination)
+        if found is None:
             return None
-        value = int.from_bytes(destination, "big")
-        blocks = self._blocks[width]
-        for length in lengths:
-            route = blocks[length].get(value >> (width - length))
-            if route is not None:
-                return Route(
-                    destination, route.interface, route.source, route.gateway, False
-                )
-        return None
+        route = found[1]
+        return Route(destination, route.interface, route.source, route.gateway, False)
 
 
 def _find_reply(reply: bytes, sequence: int) -> bytes | None:

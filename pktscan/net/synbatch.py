@@ -32,12 +32,10 @@ class BatchSent:
     """The outcome of one call of `SynBatch.send`.
 
     Attributes:
-        consumed: targets taken from the list, from `start` on.
         sent: frames the kernel accepted.
         dropped: frames that failed; `error` is the errno of the last.
     """
 
-    consumed: int
     sent: int
     dropped: int
     error: int
@@ -90,16 +88,11 @@ class SynBatch:
         source: bytes,
         tsval: int,
         targets: list[Target],
-        start: int,
         interface: str,
         hop: bytes,
-        span: tuple[int, int],
     ) -> BatchSent:
-        """Send SYNs to targets[start:] over `interface` to `hop`.
-
-        Sending stops after MAX_BATCH targets, or at the first one whose
-        address is outside `span`, a (network, mask) pair of integers within
-        which the route and next hop stay the same.
+        """Send SYNs to the first MAX_BATCH targets over `interface` to `hop`,
+        which must be the next hop of every one (see `run_length`).
 
         Raises:
             OSError: `interface` no longer exists.
@@ -108,7 +101,7 @@ class SynBatch:
         if ifindex is None:
             ifindex = socket.if_nametoindex(interface)
             self._interfaces[interface] = ifindex
-        consumed, sent, dropped, error = _fastpath.send_syn4(
+        sent, dropped, error = _fastpath.send_syn4(
             self._template,
             *self._constants,
             source,
@@ -116,14 +109,11 @@ class SynBatch:
             self._key,
             tsval,
             targets,
-            start,
             sock.fileno(),
             ifindex,
             hop,
-            span[0],
-            span[1],
         )
-        return BatchSent(consumed, sent, dropped, error)
+        return BatchSent(sent, dropped, error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,13 +207,12 @@ class SendThread:
     def _send(self, job: _Job) -> None:
         try:
             done = self.batch.send(
-                job.sock, job.source, job.tsval, job.targets, 0, job.interface,
-                job.hop, (0, 0),
-            )  # fmt: skip
+                job.sock, job.source, job.tsval, job.targets, job.interface, job.hop
+            )
         except OSError as error:
             # The interface went away since the route lookup: the batch's
             # probes stay unanswered and end up filtered.
-            done = BatchSent(0, 0, len(job.targets), error.errno or 0)
+            done = BatchSent(0, len(job.targets), error.errno or 0)
         self.sent += done.sent
         if done.dropped:
             self.dropped += done.dropped

@@ -184,7 +184,7 @@ def test_raw_capture_has_no_kernel_rst(lab: Any, scans: dict[str, ScanRun]) -> N
 def test_source_ip_the_kernel_does_not_own(lab: Any, scans: dict[str, ScanRun]) -> None:
     """From an address no interface carries, the raw engine finds what it
     finds from its own, sends every segment from that address, and only
-    ever resets after its request: the kernel never sees the connections."""
+    ever resets after its request: the kernel never receives the connections."""
     run = scans["foreign"]
     assert run.process.returncode == 0, run.process.stderr[-3000:]
     foreign, default = run.results, scans["default"].results
@@ -271,7 +271,7 @@ def test_scan_with_nothing_to_do_ends_cleanly(lab: Any) -> None:
             "invalid --source-ip 198.18.0.0: it is the network or broadcast"
             " address of 198.18.0.0/24",
         ),
-        # A lab server's address: the server answers the ARP probe.
+        # A lab server's address: the server replies to the ARP probe.
         ("198.18.0.11", "--source-ip 198.18.0.11 is in use: "),
     ],
 )

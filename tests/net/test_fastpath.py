@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from typing import NamedTuple
 
 import pytest
 from hypothesis import given
@@ -27,7 +28,7 @@ def _rotl(value: int, bits: int) -> int:
 
 
 def reference_siphash24(key: bytes, data: bytes) -> int:
-    """SipHash-2-4 written from the paper's description, in Python."""
+    """SipHash-2-4 (Aumasson and Bernstein, 2012), written in Python."""
     k0, k1 = struct.unpack("<QQ", key)
     v = [
         k0 ^ 0x736F6D6570736575,
@@ -216,7 +217,33 @@ def _block(
     return block
 
 
-def test_accept_block_reads_valid_answers_and_counts_the_rest() -> None:
+class Accepted(NamedTuple):
+    records: list[tuple[object, ...]]
+    others: list[tuple[bytes, int, bytes, float]]
+    invalid: int
+    resets: int
+    error: int
+
+
+def _accept(
+    block: bytearray, monotonic: float = 100.0, wall: float = 1_700_000_000.0
+) -> Accepted:
+    """Run accept_block with the call's times given, and decode its records.
+
+    The RSTs go to one end of a Unix socket pair, which rejects the
+    link-layer address: nothing leaves the machine, and the error shows."""
+    reset = PacketTemplate(4, "R", with_options=False)
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with left, right:
+        records, others, invalid, resets, error = _fastpath.accept_block(
+            block, 0, len(block), OUR_PORT, KEY, bytes(reset.packet),
+            reset.ip_base, reset.tcp_base, left.fileno(), monotonic, wall,
+        )  # fmt: skip
+    decoded = [RECORD.unpack_from(records, o) for o in range(0, len(records), 44)]
+    return Accepted(decoded, others, invalid, resets, error)
+
+
+def test_accept_block_mixed_packets() -> None:
     cookie = SynCookie(KEY)
     sequence = cookie.sequence(SOURCE, TARGET, OUR_PORT, 443)
     closed_sequence = cookie.sequence(SOURCE, TARGET, OUR_PORT, 22)
@@ -226,24 +253,15 @@ def test_accept_block_reads_valid_answers_and_counts_the_rest() -> None:
             (_packet("SA", sequence + 1, echo=1234), 3, 1, 0),
             (_packet("RA", closed_sequence + 1, target_port=22), 3, 1, 0),
             (_packet("SA", sequence + 2), 3, 1, 0),  # a forged acknowledgment
-            (_packet("S", 0), 3, 1, 0),  # no ACK: not an answer
+            (_packet("S", 0), 3, 1, 0),  # no ACK: not a response
             (_packet("SA", sequence + 1), 3, 1, 4),  # our own, outgoing
             (ipv6, 3, 1, 0),
             (_packet("SA", sequence + 1), 1, 772, 0),  # from loopback
         ]
     )
-    reset = PacketTemplate(4, "R", with_options=False)
-    # The RSTs go to one end of a Unix socket pair, which refuses the
-    # link-layer address: nothing leaves the machine, and the error shows.
-    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    with left, right:
-        records, others, invalid, resets, error = _fastpath.accept_block(
-            block, 0, len(block), OUR_PORT, KEY, bytes(reset.packet),
-            reset.ip_base, reset.tcp_base, left.fileno(), 12.5, 1_700_000_000.25,
-        )  # fmt: skip
+    records, others, invalid, resets, error = _accept(block, 12.5, 1_700_000_000.25)
 
-    decoded = [RECORD.unpack_from(records, o) for o in range(0, len(records), 44)]
-    assert decoded == [
+    assert records == [
         (0, 4, 0x12, 1, 61, 443, TARGET + bytes(12), 1234, 12.5, 1_700_000_000.25),
         (0, 4, 0x14, 0, 61, 22, TARGET + bytes(12), 0, 12.5, 1_700_000_000.25),
     ]
@@ -281,7 +299,7 @@ def test_send_thread_counts_a_batch_it_cannot_send() -> None:
     assert isinstance(thread.last_error, OSError)
 
 
-def test_span_run_stops_outside_the_span_and_at_the_limit() -> None:
+def test_span_run_span_and_limit() -> None:
     targets = [
         (bytes([10, 0, 0, 1]), 80),
         (bytes([10, 0, 255, 9]), 80),
@@ -304,32 +322,12 @@ def test_accept_block_survives_any_datagram(
     a valid cookie (random bytes almost never carry one), and every
     non-IPv4 datagram handed back whole."""
     block = _block([(datagram, 3, 1, flags_seed % 2 * 4) for datagram in datagrams])
-    reset = PacketTemplate(4, "R", with_options=False)
-    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    with left, right:
-        records, others, invalid, resets, _ = _fastpath.accept_block(
-            block, 0, len(block), OUR_PORT, KEY, bytes(reset.packet),
-            reset.ip_base, reset.tcp_base, left.fileno(), 0.0, 0.0,
-        )  # fmt: skip
-    assert records == b""
+    records, others, invalid, resets, _ = _accept(block, 0.0, 0.0)
+    assert records == []
     assert resets == 0
     assert invalid <= len(datagrams)
     for datagram, _, _, _ in others:
         assert datagram in datagrams
-
-
-def _accept(block: bytearray) -> tuple[list[tuple[object, ...]], int, int, int]:
-    """Run accept_block with RSTs sent to a Unix socket pair; return the
-    decoded records, invalid, resets and the send error."""
-    reset = PacketTemplate(4, "R", with_options=False)
-    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    with left, right:
-        records, _, invalid, resets, error = _fastpath.accept_block(
-            block, 0, len(block), OUR_PORT, KEY, bytes(reset.packet),
-            reset.ip_base, reset.tcp_base, left.fileno(), 100.0, 1_700_000_000.0,
-        )  # fmt: skip
-    decoded = [RECORD.unpack_from(records, o) for o in range(0, len(records), 44)]
-    return decoded, invalid, resets, error
 
 
 def test_accept_block_takes_the_kernels_arrival_time() -> None:
@@ -339,7 +337,7 @@ def test_accept_block_takes_the_kernels_arrival_time() -> None:
     block = _block(
         [(_packet("RA", sequence + 1), 3, 1, 0)], arrived=(1_699_999_999, 750_000_000)
     )
-    (record,), _, _, _ = _accept(block)
+    (record,) = _accept(block).records
     assert record[9] == pytest.approx(1_699_999_999.75)
     assert record[8] == pytest.approx(99.75)
 
@@ -348,22 +346,23 @@ def test_accept_block_reads_syn_rst_as_a_reset() -> None:
     """SYN, RST and ACK together: a reset, as Linux's TCP reads it, so the
     record keeps the flags and no RST of ours is attempted."""
     sequence = SynCookie(KEY).sequence(SOURCE, TARGET, OUR_PORT, 443)
-    (record,), invalid, resets, error = _accept(
+    (record,), _, invalid, resets, error = _accept(
         _block([(_packet("SRA", sequence + 1), 3, 1, 0)])
     )
     assert record[2] == 0x16
     assert (invalid, resets, error) == (0, 0, 0)
 
 
-def test_accept_block_sends_no_rst_to_a_broadcast_source() -> None:
+def test_accept_block_broadcast_source() -> None:
+    """A SYN/ACK from a broadcast MAC is recorded, but gets no RST."""
     sequence = SynCookie(KEY).sequence(SOURCE, TARGET, OUR_PORT, 443)
     block = _block([(_packet("SA", sequence + 1), 3, 1, 0)], source_mac=b"\xff" * 6)
-    (record,), invalid, resets, error = _accept(block)
+    (record,), _, invalid, resets, error = _accept(block)
     assert record[2] == 0x12
     assert (invalid, resets, error) == (0, 0, 0)
 
 
-def test_a_port_that_runs_python_code_is_refused() -> None:
+def test_fill_rejects_port_with_index() -> None:
     """A port object with __index__ could change the list during the call;
     the C loop takes exact ints only."""
     targets: list[tuple[bytes, object]] = []

@@ -87,7 +87,7 @@ def test_stop_ends_the_wait() -> None:
 
 def test_verdicts_go_on_without_a_stopped_receiver() -> None:
     """A receiver with no caught-up mark for longer than MAX_RECEIVER_STALL
-    no longer holds the verdicts: an expired probe is reported filtered."""
+    no longer delays the verdicts: an expired probe is reported filtered."""
     receiver = Receiver(lag=prober_module.MAX_RECEIVER_STALL + 1, reads_behind=10**9)
     prober = make_prober(receiver)
     results: list[ProbeResult] = []

@@ -262,7 +262,7 @@ def test_probe_keeps_the_kernel_from_resetting(
     namespace_pair: NamespacePair, tmp_path: Path
 ) -> None:
     """The prober's own nftables table drops SYN/ACKs to its port before
-    the kernel's TCP sees them, so the only RST on the wire is the crafted
+    the kernel's TCP reads them, so the only RST on the wire is the crafted
     one, and the table is gone after the run."""
     pair = namespace_pair
     pair.start_listener(pair.target_ip, OPEN_PORT)

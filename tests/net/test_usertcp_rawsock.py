@@ -112,8 +112,8 @@ def test_self_test_fails_without_the_table(namespace_pair: NamespacePair) -> Non
 def test_source_address_the_kernel_does_not_own(
     namespace_pair: NamespacePair, tmp_path: Path
 ) -> None:
-    """From an address no interface carries, the engine answers the target's
-    ARP request itself, adds no nftables table, and reads the whole reply;
+    """From an address no interface carries, the engine replies to the
+    target's ARP request itself, adds no nftables table, and reads the whole reply;
     on the wire every segment from the scanner side carries that address,
     and the only RSTs are the engine's."""
     pair = namespace_pair
